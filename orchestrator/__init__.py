@@ -1,0 +1,1 @@
+"""tlsweep orchestrator."""

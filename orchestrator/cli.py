@@ -1,0 +1,116 @@
+"""The ``tlsweep`` command line. User mistakes print one line and exit with code 2."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from trainables.errors import USER_ERRORS, ConfigError
+
+EXIT_USAGE = 2
+
+
+def read_yaml(path: str) -> dict:
+    """A YAML mapping from ``path``; syntax errors name the line."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such file")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{p}:{where}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping at the top level")
+    return data
+
+
+def format_epoch(m: dict, epochs: int) -> str:
+    parts = [f"epoch {m['epoch']:>3}/{epochs}",
+             f"train_loss {m['train_loss']:.4f}", f"train_acc {m['train_acc']:.4f}",
+             f"val_loss {m['val_loss']:.4f}", f"val_acc {m['val_acc']:.4f}", f"val_macro_f1 {m['val_macro_f1']:.4f}",
+             f"lr {m['lr']:.2e}", f"{m['epoch_seconds']:.1f}s", f"{m['train_images_per_s']:.0f} img/s"]
+    if "test_acc" in m:
+        parts.append(f"test_acc {m['test_acc']:.4f}")
+    return "  ".join(parts) + ("  *" if m.get("per_class") is not None else "")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from trainables.checkpoint import DirCheckpoints
+    from trainables.classification import preflight, train
+    from trainables.config import apply_overrides, trial_config
+    tree = read_yaml(args.config) if args.config else {}
+    cfg = trial_config(apply_overrides(tree, args.set or []))
+    preflight(cfg)
+    print(f"training {cfg.model.arch} ({cfg.model.strategy}, weights {cfg.model.weights}) on {cfg.data.name} "
+          f"for {cfg.training.epochs} epochs", flush=True)
+    ckpt = DirCheckpoints(args.checkpoint_dir) if args.checkpoint_dir else None
+    result = train(cfg, lambda m: print(format_epoch(m, cfg.training.epochs), flush=True), ckpt)
+    print(f"best val_acc {result['best_val_acc']:.4f} at epoch {result['best_epoch']}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Offline demo: the from-scratch CNN on scikit-learn's bundled digits."""
+    ns = argparse.Namespace(config=None, checkpoint_dir=None, set=[
+        "data.name=digits", "data.image_size=32", "model.arch=scratch_cnn", "model.conv_layers=3",
+        "training.epochs=5", "training.lr=0.003", "training.batch_size=64"] + (args.set or []))
+    return cmd_train(ns)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    pattern = args.pattern or "*"
+    if args.what == "models":
+        from trainables.models import list_models
+        names = list_models(pattern)
+    elif args.what == "datasets":
+        from trainables.data import DATASETS
+        names = DATASETS.names(pattern)
+    else:
+        from trainables.freezing import STRATEGIES
+        names = STRATEGIES.names(pattern)
+    print("\n".join(names))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tlsweep", description="Transfer-learning sweeps on Ray Tune.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="run one trial standalone, printing a line per epoch")
+    t.add_argument("--config", help="a trial YAML (data, model, training, seed)")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. model.arch=resnet18")
+    t.add_argument("--checkpoint-dir", help="write checkpoints here and resume from the newest one")
+    t.set_defaults(func=cmd_train)
+
+    d = sub.add_parser("demo", help="the offline demo")
+    d.add_argument("--set", action="append", metavar="KEY=VALUE")
+    d.set_defaults(func=cmd_demo)
+
+    ls = sub.add_parser("list", help="list models, datasets or strategies")
+    ls.add_argument("what", choices=["models", "datasets", "strategies"])
+    ls.add_argument("pattern", nargs="?", help="a glob, e.g. 'resnet*'")
+    ls.set_defaults(func=cmd_list)
+    return p
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except USER_ERRORS as e:
+        print(f"tlsweep: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("tlsweep: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

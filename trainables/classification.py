@@ -1,0 +1,287 @@
+"""One training loop for classification that serves every model, data set and freezing strategy.
+
+Plain PyTorch, no Ray: ``train(config, report)`` calls ``report(metrics)`` once per epoch with a flat dict
+(``epoch``, ``train_*``, ``val_*``, ``lr``, ...). When an epoch is the best so far the dict also carries
+``per_class`` (columns of per-class metrics) and ``confusion`` (a k x k list); the final epoch adds ``test_*``
+metrics of the best weights when the data set has a test split. The same function runs standalone
+(``tlsweep train``), under Ray Tune (the orchestrator wraps ``report`` and ``checkpoints``) and in tests
+(``report=rows.append``).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import time
+from typing import Any, Callable, Optional
+
+import torch
+import torch.nn.functional as F
+
+from trainables.checkpoint import Checkpoints, NoCheckpoints
+from trainables.config import TrialConfig, trial_config
+from trainables.data import ImageData, Split, load_raw, prepare
+from trainables.freezing import STRATEGIES, Plan, apply_plan, param_groups, set_train_mode
+from trainables.metrics import classification_metrics, per_class_table
+from trainables.models import ModelBundle, build_model
+from trainables.optim import Schedule, build_optimizer
+from trainables.transforms import AUGMENTATIONS, Preprocess
+
+Report = Callable[[dict], Any]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from trainables.errors import ConfigError
+        raise ConfigError("training.device: cuda requested but no GPU is visible")
+    return torch.device(name)
+
+
+def amp_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
+    """Autocast dtype: bf16/fp16 on CUDA only; CPU trains in fp32."""
+    if device.type != "cuda" or precision == "fp32":
+        return None
+    return torch.float16 if precision == "fp16" else torch.bfloat16
+
+
+def iterate(split: Split, batch_size: int, shuffle: bool, gen: torch.Generator, num_workers: int = 0):
+    """Yield (uint8 images, labels) batches; in-memory splits are indexed directly (no per-epoch decoding)."""
+    if isinstance(split.images, torch.Tensor):
+        n = len(split)
+        order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
+        for s in range(0, n, batch_size):
+            idx = order[s:s + batch_size]
+            yield split.images[idx], split.labels[idx]
+    else:
+        yield from torch.utils.data.DataLoader(split.images, batch_size=batch_size, shuffle=shuffle,
+                                               generator=gen, num_workers=num_workers)
+
+
+class Trainer:
+    """State of one classification trial; ``run`` drives the epochs."""
+
+    def __init__(self, cfg: TrialConfig):
+        self.cfg = cfg
+        t = cfg.training
+        self.strategy = STRATEGIES.get(cfg.model.strategy)
+        augment_factory = AUGMENTATIONS.get(cfg.data.augment)
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        self.device = resolve_device(t.device)
+        raw = load_raw(cfg.data)
+        torch.manual_seed(cfg.seed)
+        self.bundle: ModelBundle = build_model(cfg.model, len(raw.class_names), cfg.data.image_size)
+        self.image_size = cfg.data.image_size or self.bundle.input_size
+        self.data: ImageData = prepare(raw, cfg.data, self.image_size)
+        cuda = self.device.type == "cuda"
+        self.model = self.bundle.model.to(self.device, memory_format=torch.channels_last if cuda else
+                                          torch.contiguous_format)
+        self.pre = Preprocess(self.bundle.mean, self.bundle.std, self.device, augment_factory(self.image_size),
+                              channels_last=cuda)
+        self.amp = amp_dtype(t.precision, self.device)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        n_train = len(self.data.splits["train"])
+        batches = math.ceil(n_train / t.batch_size)
+        if t.max_steps_per_epoch:
+            batches = min(batches, t.max_steps_per_epoch)
+        self.batches_per_epoch = batches
+        self.steps_per_epoch = math.ceil(batches / t.grad_accum)
+        self.plan: Optional[Plan] = None
+        self.start_epoch = 0
+        self.best = {"val_acc": -1.0, "epoch": 0, "per_class": None, "confusion": None, "bad_epochs": 0}
+        self.best_model: Optional[dict] = None
+
+    # ---- phases (two_phase rebuilds the optimizer when it unfreezes) -------------------------------------
+    def _phase_length(self, phase: int) -> int:
+        return sum(1 for e in range(self.cfg.training.epochs)
+                   if self.strategy(self.bundle, self.cfg.model, e).phase == phase)
+
+    def ensure_phase(self, epoch: int) -> bool:
+        plan = self.strategy(self.bundle, self.cfg.model, epoch)
+        if self.plan is not None and plan.phase == self.plan.phase:
+            return False
+        t = self.cfg.training
+        self.plan = plan
+        self.frozen_bn = apply_plan(self.model, plan)
+        self.opt = build_optimizer(param_groups(self.model, plan, t.lr), t)
+        self.sched = Schedule(self.opt, t, self._phase_length(plan.phase), self.steps_per_epoch)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
+        return True
+
+    @property
+    def trainable_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+
+    # ---- one epoch --------------------------------------------------------------------------------------
+    def _autocast(self):
+        if self.amp is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp)
+
+    def train_epoch(self, epoch: int) -> dict:
+        t = self.cfg.training
+        set_train_mode(self.model, self.frozen_bn)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        seen = 0
+        self.opt.zero_grad(set_to_none=True)
+        start = time.perf_counter()
+        for i, (x, y) in enumerate(iterate(self.data.splits["train"], t.batch_size, True, self.gen,
+                                           self.cfg.data.num_workers)):
+            if i >= self.batches_per_epoch:
+                break
+            if len(y) < 2 and i > 0:  # a lone last sample breaks BatchNorm; skip it
+                continue
+            x, y = self.pre(x, train=True), y.to(self.device, non_blocking=True)
+            with self._autocast():
+                logits = self.model(x)
+                loss = F.cross_entropy(logits, y, label_smoothing=t.label_smoothing)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise FloatingPointError(f"loss became {'NaN' if math.isnan(value) else 'inf'} "
+                                         f"at epoch {epoch + 1}, step {i + 1}")
+            self.scaler.scale(loss / t.grad_accum).backward()
+            if (i + 1) % t.grad_accum == 0 or i + 1 == self.batches_per_epoch:
+                if t.grad_clip:
+                    self.scaler.unscale_(self.opt)
+                    torch.nn.utils.clip_grad_norm_(params, t.grad_clip)
+                self.scaler.step(self.opt)
+                self.scaler.update()
+                self.opt.zero_grad(set_to_none=True)
+                self.sched.step_batch()
+            loss_sum += loss.detach().float() * len(y)
+            correct += (logits.argmax(1) == y).sum()
+            seen += len(y)
+        seconds = time.perf_counter() - start
+        return {"train_loss": loss_sum.item() / max(seen, 1), "train_acc": correct.item() / max(seen, 1),
+                "train_images_per_s": seen / max(seconds, 1e-9)}
+
+    @torch.no_grad()
+    def predict(self, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (float32, CPU) and labels of a whole split."""
+        self.model.eval()
+        logits, labels = [], []
+        bs = max(self.cfg.training.batch_size, 256)
+        for x, y in iterate(split, bs, False, self.gen, self.cfg.data.num_workers):
+            with self._autocast():
+                out = self.model(self.pre(x, train=False))
+            logits.append(out.float().cpu())
+            labels.append(y)
+        return torch.cat(logits), torch.cat(labels)
+
+    def evaluate(self, split_name: str, prefix: str) -> tuple[dict, torch.Tensor, torch.Tensor]:
+        logits, labels = self.predict(self.data.splits[split_name])
+        m = {f"{prefix}loss": F.cross_entropy(logits, labels).item()}
+        m.update(classification_metrics(logits, labels, self.data.num_classes, prefix))
+        return m, logits, labels
+
+    # ---- checkpoint state ------------------------------------------------------------------------------
+    def state(self, epoch: int, metrics: dict) -> dict:
+        state = {
+            "epoch": epoch, "phase": self.plan.phase, "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "loader": self.gen.get_state()},
+            "best": dict(self.best), "config": self.cfg.to_dict(), "class_names": list(self.data.class_names),
+            "arch": self.cfg.model.arch, "image_size": self.image_size, "mean": list(self.bundle.mean),
+            "std": list(self.bundle.std),
+            "metrics": {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))},
+        }
+        if torch.cuda.is_available():
+            state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+        if self.best_model is not None:
+            state["best_model"] = self.best_model
+        return state
+
+    def restore(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.start_epoch = int(state["epoch"])
+        self.ensure_phase(self.start_epoch)
+        if state["phase"] == self.plan.phase:  # at a phase switch the new phase starts a fresh optimizer
+            self.opt.load_state_dict(state["optimizer"])
+            self.sched.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.gen.set_state(state["rng"]["loader"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.best = dict(state["best"])
+        self.best_model = state.get("best_model")
+
+    # ---- the loop ---------------------------------------------------------------------------------------
+    def run(self, report: Report, checkpoints: Checkpoints) -> dict:
+        t = self.cfg.training
+        state = checkpoints.latest()
+        if state is not None:
+            self.restore(state)
+        keep_best = "test" in self.data.splits
+        for epoch in range(self.start_epoch, t.epochs):
+            self.ensure_phase(epoch)
+            start = time.perf_counter()
+            metrics: dict = {"epoch": epoch + 1}
+            metrics.update(self.train_epoch(epoch))
+            val, logits, labels = self.evaluate("val", "val_")
+            metrics.update(val)
+            metrics["lr"] = self.opt.param_groups[0]["lr"]
+            metrics["trainable_params"] = self.trainable_params
+            metrics["epoch_seconds"] = time.perf_counter() - start
+            self.sched.step_epoch(val["val_acc"])
+            if val["val_acc"] > self.best["val_acc"]:
+                per_class, confusion = per_class_table(logits, labels, self.data.class_names)
+                self.best.update(val_acc=val["val_acc"], epoch=epoch + 1, per_class=per_class,
+                                 confusion=confusion, bad_epochs=0)
+                metrics["per_class"], metrics["confusion"] = per_class, confusion
+                if keep_best:
+                    self.best_model = copy.deepcopy({k: v.cpu() for k, v in self.model.state_dict().items()})
+            else:
+                self.best["bad_epochs"] += 1
+            metrics["best_val_acc"], metrics["best_epoch"] = self.best["val_acc"], self.best["epoch"]
+            final = epoch + 1 == t.epochs or (t.early_stop_patience is not None
+                                                and self.best["bad_epochs"] >= t.early_stop_patience)
+            if final and keep_best:
+                metrics.update(self.test_metrics())
+            if final or (epoch + 1) % t.checkpoint_every == 0:
+                checkpoints.save(self.state(epoch + 1, metrics), epoch + 1)
+            report(metrics)
+            if final:
+                break
+        return {"best_val_acc": self.best["val_acc"], "best_epoch": self.best["epoch"],
+                "class_names": self.data.class_names}
+
+    def test_metrics(self) -> dict:
+        """Test-split metrics of the best epoch's weights (the current weights are put back after)."""
+        current = copy.deepcopy(self.model.state_dict())
+        if self.best_model is not None:
+            self.model.load_state_dict(self.best_model)
+        m, logits, labels = self.evaluate("test", "test_")
+        m["test_per_class"], m["test_confusion"] = per_class_table(logits, labels, self.data.class_names)
+        self.model.load_state_dict(current)
+        return m
+
+
+def preflight(cfg: TrialConfig) -> None:
+    """Check every name in the config (model, data set, strategy, augmentation) before any work starts."""
+    from trainables.data import DATASETS
+    from trainables.models import check_arch
+    check_arch(cfg.model.arch)
+    DATASETS.get(cfg.data.name)
+    STRATEGIES.get(cfg.model.strategy)
+    AUGMENTATIONS.get(cfg.data.augment)
+
+
+def train(config: dict | TrialConfig, report: Report, checkpoints: Optional[Checkpoints] = None) -> dict:
+    """Train one classification trial, calling ``report(metrics)`` once per epoch.
+
+    Example:
+        >>> rows = []
+        >>> train({"data": {"name": "digits", "image_size": 16},
+        ...        "model": {"arch": "scratch_cnn", "conv_layers": 2},
+        ...        "training": {"epochs": 1}}, rows.append)["best_epoch"]
+        1
+    """
+    cfg = trial_config(config)
+    preflight(cfg)
+    return Trainer(cfg).run(report, checkpoints or NoCheckpoints())

@@ -1,0 +1,224 @@
+"""The trial config: small typed dataclasses with defaults, built from a nested dict.
+
+Unknown keys and wrong types fail loudly with the key path (``training.lr: expected float, got 'abc'``).
+A trial config has four parts: ``data``, ``model``, ``training`` and ``seed``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+import yaml
+
+from trainables.errors import ConfigError, suggest
+
+
+@dataclass
+class DataConfig:
+    name: str = "digits"
+    root: Optional[str] = None          # where torchvision / folder data sets live
+    download: bool = False              # torchvision data sets: fetch when absent
+    classes: Optional[list] = None      # a subset (names or indices), relabelled 0..k-1
+    samples_per_class: Optional[int] = None  # label budget for the training split
+    image_size: Optional[int] = None    # default: the model's pretrained input size
+    val_fraction: float = 0.2           # used when the data set has no validation split
+    test_fraction: float = 0.0          # digits / image folders without a test split
+    split_seed: int = 0                 # splits do not change with the trial seed
+    augment: str = "none"               # none | standard | strong
+    num_workers: int = 0                # loader processes for data decoded lazily
+    memory_limit_mb: int = 2048         # image folders decoded into memory up to this size
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "scratch_cnn"
+    weights: Any = "none"               # none | imagenet | file:<path> (dict form: the orchestrator's pretrain)
+    strategy: str = "full"              # full | linear_probe | partial | unfreeze_last_k | two_phase
+    freeze_depth: float = 0.5           # partial / two_phase: fraction of backbone stages frozen
+    unfreeze_k: int = 1                 # unfreeze_last_k: how many of the last stages train
+    head_epochs: int = 1                # two_phase: epochs with only the head training
+    backbone_lr_mult: float = 0.1       # two_phase: backbone lr = lr x this in phase 2
+    drop_rate: float = 0.0              # timm models: dropout before the classifier
+    # scratch_cnn (the iNaturalist study's configurable CNN)
+    conv_layers: int = 5
+    first_layer_filters: int = 32
+    filter_org: float = 1.0             # filter multiplier per layer: 0.5, 1, 2
+    kernel_size: int = 3
+    activation: str = "relu"            # relu | gelu | silu | mish
+    batch_norm: bool = True
+    dropout: float = 0.2
+    dense_units: int = 128
+
+
+@dataclass
+class TrainingConfig:
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "adamw"            # adamw | adam | sgd
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9               # sgd
+    scheduler: str = "cosine"           # cosine | step | plateau | none
+    warmup_epochs: float = 0.0          # cosine: linear warm-up
+    step_size: int = 10                 # step
+    gamma: float = 0.1                  # step / plateau factor
+    label_smoothing: float = 0.0
+    precision: str = "auto"             # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 | fp32
+    grad_accum: int = 1
+    grad_clip: Optional[float] = None
+    early_stop_patience: Optional[int] = None  # standalone runs: stop after N epochs without improvement
+    checkpoint_every: int = 1
+    device: str = "auto"                # auto | cpu | cuda
+    threads: Optional[int] = None       # torch intra-op threads (None: leave as is)
+    max_steps_per_epoch: Optional[int] = None  # cap for quick runs and tests
+
+
+@dataclass
+class TrialConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    seed: int = 0
+    task: str = "classification"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _check_type(path: str, value: Any, tp: Any) -> Any:
+    """Return ``value`` coerced to ``tp`` (int -> float only), or raise ConfigError naming ``path``."""
+    if tp is Any:
+        return value
+    origin = typing.get_origin(tp)
+    if origin is Union:
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _check_type(path, value, inner[0])
+    if origin is list or tp is list:
+        if isinstance(value, (list, tuple)):
+            return list(value)
+        raise ConfigError(f"{path}: expected a list, got {value!r}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"{path}: expected {tp.__name__}, got {value!r}")
+
+
+def build_section(cls: type, values: dict, path: str) -> Any:
+    """Build dataclass ``cls`` from ``values``; unknown keys and wrong types raise ConfigError."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        sub = f"{path}.{key}" if path else str(key)
+        if key not in names:
+            hint = suggest(str(key), names) or f" (valid keys: {', '.join(names)})"
+            raise ConfigError(f"{sub}: unknown key{hint}")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = build_section(tp, value, sub)
+        else:
+            kwargs[key] = _check_type(sub, value, tp)
+    return cls(**kwargs)
+
+
+def parse_value(text: str) -> Any:
+    """Parse a ``--set`` value as a YAML scalar (never as code): '3' -> 3, '1e-3' -> 0.001, 'true' -> True."""
+    value = yaml.safe_load(text) if text.strip() else ""
+    if isinstance(value, str):
+        try:  # YAML 1.1 reads '1e-3' as a string; users mean a float
+            return float(value) if value.lower() not in ("nan", "inf", "-inf") else value
+        except ValueError:
+            return value
+    return value
+
+
+def set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    """Set ``tree['a']['b'] = value`` for ``dotted='a.b'``, creating mappings on the way."""
+    parts = dotted.split(".")
+    node = tree
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{'.'.join(parts[:i + 1])}: is not a mapping, cannot set {dotted}")
+        node = child
+    node[parts[-1]] = value
+
+
+def apply_overrides(tree: dict, overrides: list[str]) -> dict:
+    """Apply ``key=value`` strings (``--set``) to a nested dict in place and return it."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item}: expected key=value")
+        key, text = item.split("=", 1)
+        set_dotted(tree, key.strip(), parse_value(text))
+    return tree
+
+
+def trial_config(values: dict | TrialConfig | None = None) -> TrialConfig:
+    """Build and validate a TrialConfig from a nested dict (or pass one through).
+
+    Example:
+        >>> cfg = trial_config({"model": {"arch": "resnet18"}, "training": {"epochs": 2}})
+        >>> cfg.training.epochs
+        2
+    """
+    if isinstance(values, TrialConfig):
+        return values
+    cfg = build_section(TrialConfig, dict(values or {}), "")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: TrialConfig) -> None:
+    """Range checks that types alone cannot express."""
+    m, t, d = cfg.model, cfg.training, cfg.data
+    if not 0.0 <= m.freeze_depth <= 1.0:
+        raise ConfigError(f"model.freeze_depth: must be in [0, 1], got {m.freeze_depth}")
+    if m.unfreeze_k < 0:
+        raise ConfigError(f"model.unfreeze_k: must be >= 0, got {m.unfreeze_k}")
+    if m.head_epochs < 0:
+        raise ConfigError(f"model.head_epochs: must be >= 0, got {m.head_epochs}")
+    if m.backbone_lr_mult <= 0:
+        raise ConfigError(f"model.backbone_lr_mult: must be > 0, got {m.backbone_lr_mult}")
+    for key, val, lo in (("training.epochs", t.epochs, 1), ("training.batch_size", t.batch_size, 1),
+                         ("training.grad_accum", t.grad_accum, 1), ("training.checkpoint_every", t.checkpoint_every, 1)):
+        if val < lo:
+            raise ConfigError(f"{key}: must be >= {lo}, got {val}")
+    if t.lr <= 0:
+        raise ConfigError(f"training.lr: must be > 0, got {t.lr}")
+    if not 0.0 <= t.label_smoothing < 1.0:
+        raise ConfigError(f"training.label_smoothing: must be in [0, 1), got {t.label_smoothing}")
+    if not 0.0 < d.val_fraction < 1.0:
+        raise ConfigError(f"data.val_fraction: must be in (0, 1), got {d.val_fraction}")
+    if not 0.0 <= d.test_fraction < 1.0 - d.val_fraction:
+        raise ConfigError(f"data.test_fraction: must be in [0, 1 - val_fraction), got {d.test_fraction}")
+    if d.samples_per_class is not None and d.samples_per_class < 1:
+        raise ConfigError(f"data.samples_per_class: must be >= 1, got {d.samples_per_class}")
+    if d.image_size is not None and d.image_size < 8:
+        raise ConfigError(f"data.image_size: must be >= 8, got {d.image_size}")
+    choices = {"data.augment": (d.augment, ("none", "standard", "strong")),
+               "training.optimizer": (t.optimizer, ("adamw", "adam", "sgd")),
+               "training.scheduler": (t.scheduler, ("cosine", "step", "plateau", "none")),
+               "training.precision": (t.precision, ("auto", "bf16", "fp16", "fp32")),
+               "training.device": (t.device, ("auto", "cpu", "cuda")),
+               "model.activation": (m.activation, ("relu", "gelu", "silu", "mish")),
+               "task": (cfg.task, ("classification",))}
+    for key, (val, allowed) in choices.items():
+        if val not in allowed:
+            raise ConfigError(f"{key}: {val!r} is not one of {', '.join(allowed)}{suggest(str(val), allowed)}")

@@ -1,0 +1,229 @@
+"""Data-set plumbing shared by every source: class subsets, splits, label budgets, decoding, resizing.
+
+A source module returns a :class:`RawData` (splits of in-memory uint8 images or of image files);
+:func:`prepare` turns it into an :class:`ImageData` whose splits hold uint8 ``N x 3 x H x W`` tensors at the
+trial's image size (decoded once, not per epoch), or a lazy file list when the set is too large for memory.
+"""
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+import torch.nn.functional as F
+
+from trainables.config import DataConfig
+from trainables.errors import ConfigError, DataError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+@dataclass
+class TensorSource:
+    images: torch.Tensor  # uint8, N x C x H x W (C = 1 or 3), any size
+    labels: torch.Tensor  # int64, N
+
+
+@dataclass
+class FileSource:
+    paths: list[Path]
+    labels: torch.Tensor
+
+
+Source = Union[TensorSource, FileSource]
+
+
+@dataclass
+class RawData:
+    splits: dict[str, Source]
+    class_names: list[str]
+    name: str = ""
+
+
+@dataclass
+class LazyImages(torch.utils.data.Dataset):
+    """Image files decoded on access (sets larger than ``data.memory_limit_mb``)."""
+    paths: list[Path]
+    labels: torch.Tensor
+    size: int
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        return decode_image(self.paths[i], self.size), self.labels[i]
+
+
+@dataclass
+class Split:
+    images: Union[torch.Tensor, LazyImages]  # uint8 N x 3 x S x S in memory, or lazy
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class ImageData:
+    splits: dict[str, Split]
+    class_names: list[str]
+    image_size: int
+    name: str = ""
+    dropped: list[str] = field(default_factory=list)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def source_len(src: Source) -> int:
+    return len(src.labels)
+
+
+def take(src: Source, idx: torch.Tensor) -> Source:
+    if isinstance(src, TensorSource):
+        return TensorSource(src.images[idx], src.labels[idx])
+    return FileSource([src.paths[i] for i in idx.tolist()], src.labels[idx])
+
+
+def select_classes(raw: RawData, classes: Optional[list]) -> RawData:
+    """Keep only ``classes`` (names or indices) and relabel them 0..k-1 in the given order."""
+    if not classes:
+        return raw
+    index_of = {name: i for i, name in enumerate(raw.class_names)}
+    wanted = []
+    for c in classes:
+        if isinstance(c, int) and not isinstance(c, bool) and 0 <= c < len(raw.class_names) and str(c) not in index_of:
+            wanted.append(c)
+        elif str(c) in index_of:
+            wanted.append(index_of[str(c)])
+        else:
+            shown = ", ".join(raw.class_names[:12]) + (", ..." if len(raw.class_names) > 12 else "")
+            raise ConfigError(f"data.classes: no class {c!r} in {raw.name} (classes: {shown})")
+    if len(set(wanted)) != len(wanted):
+        raise ConfigError(f"data.classes: repeated class in {classes}")
+    remap = torch.full((len(raw.class_names),), -1, dtype=torch.long)
+    remap[torch.tensor(wanted)] = torch.arange(len(wanted))
+    splits = {}
+    for name, src in raw.splits.items():
+        new = remap[src.labels]
+        keep = torch.nonzero(new >= 0).flatten()
+        sub = take(src, keep)
+        sub.labels = new[keep]
+        splits[name] = sub
+    return RawData(splits, [raw.class_names[i] for i in wanted], raw.name)
+
+
+def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (kept, split_off) with ``fraction`` of each class split off (at least one when it has 2+)."""
+    g = torch.Generator().manual_seed(seed)
+    kept, off = [], []
+    for c in torch.unique(labels).tolist():
+        idx = torch.nonzero(labels == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        n = int(round(len(idx) * fraction))
+        n = max(n, 1) if len(idx) > 1 else 0
+        off.append(idx[:n])
+        kept.append(idx[n:])
+    return torch.sort(torch.cat(kept)).values, torch.sort(torch.cat(off)).values
+
+
+def per_class_budget(labels: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """Indices of at most ``n`` samples of each class, chosen with ``seed``."""
+    g = torch.Generator().manual_seed(seed + 1)
+    out = []
+    for c in torch.unique(labels).tolist():
+        idx = torch.nonzero(labels == c).flatten()
+        out.append(idx[torch.randperm(len(idx), generator=g)[:n]])
+    return torch.sort(torch.cat(out)).values
+
+
+def resize_uint8(images: torch.Tensor, size: int, chunk: int = 2048) -> torch.Tensor:
+    """Resize uint8 N x C x H x W to N x 3 x size x size (grey expanded to RGB), in chunks."""
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    if images.shape[-2:] == (size, size):
+        return images.contiguous()
+    out = torch.empty((images.shape[0], 3, size, size), dtype=torch.uint8)
+    for s in range(0, images.shape[0], chunk):
+        x = images[s:s + chunk].float()
+        y = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        out[s:s + chunk] = y.round_().clamp_(0, 255).to(torch.uint8)
+    return out
+
+
+def decode_image(path: Path, size: int) -> torch.Tensor:
+    """Decode one image file to uint8 3 x size x size; grey, RGBA and 16-bit images are converted."""
+    from PIL import Image, UnidentifiedImageError
+    import numpy as np
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(im, dtype=np.float32)
+                im = Image.fromarray((arr / max(arr.max(), 1.0) * 255).astype(np.uint8))
+            im = im.convert("RGB").resize((size, size), Image.BILINEAR)
+            arr = np.asarray(im, dtype=np.uint8).copy()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
+    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+
+
+def decode_files(paths: list[Path], size: int, threads: int = 4) -> torch.Tensor:
+    out = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
+
+    def one(i: int) -> None:
+        out[i] = decode_image(paths[i], size)
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(one, range(len(paths))))
+    return out
+
+
+def prepare(raw: RawData, cfg: DataConfig, image_size: int) -> ImageData:
+    """Add missing val/test splits, apply the label budget, decode and resize once (classes already chosen)."""
+    splits = dict(raw.splits)
+    if "train" not in splits or source_len(splits["train"]) == 0:
+        raise DataError(f"{raw.name}: the training split is empty")
+    if "test" not in splits and cfg.test_fraction > 0:
+        rest, test_idx = stratified_split(splits["train"].labels, cfg.test_fraction, cfg.split_seed + 100)
+        splits["test"] = take(splits["train"], test_idx)
+        splits["train"] = take(splits["train"], rest)
+    if "val" not in splits:
+        frac = cfg.val_fraction / (1.0 - (cfg.test_fraction if "test" in splits and cfg.test_fraction else 0.0))
+        rest, val_idx = stratified_split(splits["train"].labels, min(frac, 0.9), cfg.split_seed)
+        splits["val"] = take(splits["train"], val_idx)
+        splits["train"] = take(splits["train"], rest)
+    if cfg.samples_per_class:
+        splits["train"] = take(splits["train"], per_class_budget(splits["train"].labels, cfg.samples_per_class,
+                                                                 cfg.split_seed))
+    out = {}
+    for name, src in splits.items():
+        if isinstance(src, TensorSource):
+            out[name] = Split(resize_uint8(src.images, image_size), src.labels)
+        else:
+            mb = len(src.paths) * 3 * image_size * image_size / 2**20
+            images = (decode_files(src.paths, image_size) if mb <= cfg.memory_limit_mb
+                      else LazyImages(src.paths, src.labels, image_size))
+            out[name] = Split(images, src.labels)
+    return ImageData(out, raw.class_names, image_size, raw.name)
+
+
+def is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def require_root(cfg: DataConfig, name: str) -> Path:
+    if not cfg.root:
+        raise ConfigError(f"data.root: required for data set {name!r}")
+    root = Path(cfg.root).expanduser()
+    if not root.exists():
+        raise DataError(f"data.root: {root} does not exist (data set {name!r})")
+    return root
+
+
+def ceil_div(a: int, b: int) -> int:
+    return int(math.ceil(a / b))

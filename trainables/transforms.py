@@ -1,0 +1,47 @@
+"""Batch preprocessing: per-sample augmentation presets on uint8 images, then normalisation on the device."""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+from torchvision.transforms import v2
+
+from trainables.registry import Registry
+
+AUGMENTATIONS: Registry = Registry("data.augment")
+
+
+@AUGMENTATIONS.register("none")
+def _none(size: int) -> Optional[Callable]:
+    return None
+
+
+@AUGMENTATIONS.register("standard")
+def _standard(size: int) -> Callable:
+    return v2.Compose([v2.RandomResizedCrop(size, scale=(0.6, 1.0), antialias=True), v2.RandomHorizontalFlip(),
+                       v2.RandomRotation(10), v2.ColorJitter(0.2, 0.2, 0.2)])
+
+
+@AUGMENTATIONS.register("strong")
+def _strong(size: int) -> Callable:
+    return v2.Compose([v2.RandomResizedCrop(size, scale=(0.3, 1.0), antialias=True), v2.RandomHorizontalFlip(),
+                       v2.TrivialAugmentWide(), v2.ColorJitter(0.4, 0.4, 0.4, 0.1)])
+
+
+class Preprocess:
+    """uint8 N x 3 x H x W batch -> augmented (training only), normalised float batch on ``device``."""
+
+    def __init__(self, mean, std, device: torch.device, augment: Optional[Callable] = None,
+                 channels_last: bool = False):
+        self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255.0
+        self.std = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255.0
+        self.device = device
+        self.augment = augment
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def __call__(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        if train and self.augment is not None:
+            x = torch.stack([self.augment(img) for img in x])
+        x = x.to(self.device, non_blocking=True).float()
+        x = (x - self.mean) / self.std
+        return x.contiguous(memory_format=self.memory_format)
