@@ -2,7 +2,12 @@
 from __future__ import annotations
 
 import torch
-from torchmetrics.functional import classification as C
+
+
+def _C():
+    # torchmetrics takes seconds to import: only when metrics are computed, not for CLI errors
+    from torchmetrics.functional import classification
+    return classification
 
 
 def classification_metrics(logits: torch.Tensor, target: torch.Tensor, num_classes: int,
@@ -14,6 +19,7 @@ def classification_metrics(logits: torch.Tensor, target: torch.Tensor, num_class
         >>> round(m["val_acc"], 3)
         0.667
     """
+    C = _C()
     preds = logits.argmax(1)
     kw = {"num_classes": num_classes}
     out = {
@@ -29,6 +35,7 @@ def classification_metrics(logits: torch.Tensor, target: torch.Tensor, num_class
 
 def per_class_table(logits: torch.Tensor, target: torch.Tensor, class_names: list[str]) -> dict:
     """Per-class precision, recall, F1, accuracy and support, as columns (lists), plus the confusion matrix."""
+    C = _C()
     k = len(class_names)
     preds = logits.argmax(1)
     conf = C.multiclass_confusion_matrix(preds, target, num_classes=k)
