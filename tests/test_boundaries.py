@@ -1,0 +1,39 @@
+"""Module boundaries from STYLE.md, checked by reading imports."""
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def imported_modules(folder: str) -> dict[str, set[str]]:
+    found = {}
+    for path in (ROOT / folder).rglob("*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module.split(".")[0])
+        found[str(path.relative_to(ROOT))] = names
+    return found
+
+
+def test_trainables_never_import_ray():
+    offenders = [p for p, names in imported_modules("trainables").items() if "ray" in names]
+    assert offenders == []
+
+
+def test_search_spaces_and_analysis_need_no_ray_or_torch():
+    for folder in ("search_spaces", "analysis"):
+        offenders = [p for p, names in imported_modules(folder).items() if names & {"ray", "torch"}]
+        assert offenders == [], folder
+
+
+def test_no_unsafe_loading():
+    for folder in ("trainables", "orchestrator", "analysis", "search_spaces"):
+        for path in (ROOT / folder).rglob("*.py"):
+            text = path.read_text()
+            for line in text.splitlines():
+                if "torch.load(" in line:
+                    assert "weights_only=True" in line, f"{path}: {line}"
+                assert "yaml.load(" not in line, f"{path}: {line}"
