@@ -56,12 +56,61 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def start_ray(address: Optional[str]) -> None:
+    import ray
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address)
+    else:
+        ray.init(include_dashboard=False)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from orchestrator.summary import summary
+    from orchestrator.tuner import run_study
+    from search_spaces import find_study, load_study
+    from trainables.classification import preflight
+    from trainables.config import trial_config
+    study = load_study(find_study(args.study), args.set or [])
+    check_names(study, preflight, trial_config)
+    start_ray(args.address)
+    folder, _ = run_study(study, storage=args.storage, overwrite=args.overwrite)
+    print(summary(folder, study.search.metric, study.search.mode))
+    return 0
+
+
+def check_names(study, preflight, trial_config) -> None:
+    """Every architecture / data set / strategy a study can sample exists, before Ray starts."""
+    from orchestrator.space import resolve
+    choices = {d.path: d.args for d in study.domains if d.kind in ("choice", "grid")}
+    for key in ("model.arch", "data.name", "model.strategy", "data.augment"):
+        for value in choices.get(key, [None]):
+            preflight(trial_config(resolve(study.trial, {key: value} if value is not None else {})))
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from orchestrator.summary import summary
+    from orchestrator.tuner import load_study_dir, resume_study
+    study, _ = load_study_dir(args.study_dir)
+    start_ray(args.address)
+    folder, _ = resume_study(args.study_dir)
+    print(summary(folder, study.search.metric, study.search.mode))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from orchestrator.summary import status_table
+    from orchestrator.tuner import load_study_dir
+    study, folder = load_study_dir(args.study_dir)
+    print(status_table(folder, study.search.metric))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Offline demo: the from-scratch CNN on scikit-learn's bundled digits."""
-    ns = argparse.Namespace(config=None, checkpoint_dir=None, set=[
-        "data.name=digits", "data.image_size=32", "model.arch=scratch_cnn", "model.conv_layers=3",
-        "training.epochs=5", "training.lr=0.003", "training.batch_size=64"] + (args.set or []))
-    return cmd_train(ns)
+    """The offline quickstart study: pretrain on digits 0-4, transfer to 5-9, ASHA, summary."""
+    ns = argparse.Namespace(study="quickstart", set=args.set, storage=args.storage, address=None, overwrite=True)
+    return cmd_run(ns)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -72,6 +121,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     elif args.what == "datasets":
         from trainables.data import DATASETS
         names = DATASETS.names(pattern)
+    elif args.what == "studies":
+        from search_spaces import list_studies
+        names = list_studies(pattern)
     else:
         from trainables.freezing import STRATEGIES
         names = STRATEGIES.names(pattern)
@@ -89,12 +141,30 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint-dir", help="write checkpoints here and resume from the newest one")
     t.set_defaults(func=cmd_train)
 
-    d = sub.add_parser("demo", help="the offline demo")
+    r = sub.add_parser("run", help="run a study (a YAML file or the name of a shipped one) as a Ray Tune sweep")
+    r.add_argument("study", help="path to a study YAML, or a shipped study name (tlsweep list studies)")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a study field")
+    r.add_argument("--storage", help="results folder or URI (default: the study's storage, ./results)")
+    r.add_argument("--address", help="an existing Ray cluster: auto or ray://host:10001")
+    r.add_argument("--overwrite", action="store_true", help="replace earlier results of the same study")
+    r.set_defaults(func=cmd_run)
+
+    rs = sub.add_parser("resume", help="continue an interrupted study from its folder")
+    rs.add_argument("study_dir")
+    rs.add_argument("--address", help="an existing Ray cluster: auto or ray://host:10001")
+    rs.set_defaults(func=cmd_resume)
+
+    st = sub.add_parser("status", help="a table of a study's trials, while it runs or after")
+    st.add_argument("study_dir")
+    st.set_defaults(func=cmd_status)
+
+    d = sub.add_parser("demo", help="the offline quickstart study (digits 0-4 -> 5-9 transfer)")
     d.add_argument("--set", action="append", metavar="KEY=VALUE")
+    d.add_argument("--storage", default="results")
     d.set_defaults(func=cmd_demo)
 
-    ls = sub.add_parser("list", help="list models, datasets or strategies")
-    ls.add_argument("what", choices=["models", "datasets", "strategies"])
+    ls = sub.add_parser("list", help="list models, datasets, studies or strategies")
+    ls.add_argument("what", choices=["models", "datasets", "studies", "strategies"])
     ls.add_argument("pattern", nargs="?", help="a glob, e.g. 'resnet*'")
     ls.set_defaults(func=cmd_list)
     return p

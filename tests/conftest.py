@@ -26,3 +26,30 @@ def tiny_config(**sections) -> dict:
 @pytest.fixture
 def tiny():
     return tiny_config
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for the whole test session (2 CPUs, no dashboard), shut down after."""
+    import ray
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def tiny_study(name: str, **overrides) -> dict:
+    """A study dict of tiny digits trials (16 px, 2-layer CNN): a few seconds per trial."""
+    study = {"name": name, "task": "classification",
+             "data": {"name": "digits", "image_size": 16},
+             "model": {"arch": "scratch_cnn", "conv_layers": 2, "first_layer_filters": 8, "dense_units": 32},
+             "training": {"epochs": 2, "batch_size": 128, "lr": 0.003},
+             "search": {"algorithm": "grid", "metric": "val_acc", "mode": "max", "max_concurrent": 2,
+                        "scheduler": "none"},
+             "resources": {"cpu": 1, "gpu": 0, "max_failures": 0, "keep": 1}, "seeds": 1}
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(study.get(key), dict):
+            study[key].update(value)
+        else:
+            study[key] = value
+    return study

@@ -1,0 +1,73 @@
+"""Source-task pretraining: train each architecture once on a source data set, cache it by content hash.
+
+The cache key is a hash of everything that decides the weights (architecture, its builder options, the source
+data spec, image size, epochs, training options, seed), so every trial and every later study with the same
+spec reuses the file. Trials then start from ``file:<cached checkpoint>``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+from search_spaces import Study
+from trainables.checkpoint import NoCheckpoints, write_atomic
+
+MODEL_KEYS = ("conv_layers", "first_layer_filters", "filter_org", "kernel_size", "activation", "batch_norm",
+              "dropout", "dense_units", "drop_rate")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("TLSWEEP_CACHE", Path.home() / ".cache" / "tlsweep")) / "pretrain"
+
+
+def architectures(study: Study) -> list[str]:
+    """Every ``model.arch`` a study can sample, in order."""
+    for d in study.domains:
+        if d.path == "model.arch":
+            return list(dict.fromkeys(d.args))
+    return [study.trial.get("model", {}).get("arch", "scratch_cnn")]
+
+
+def pretrain_config(study: Study, arch: str) -> dict:
+    spec = study.pretrain
+    data = dict(spec.data)
+    data.setdefault("image_size", study.trial.get("data", {}).get("image_size"))
+    model = {k: v for k, v in study.trial.get("model", {}).items() if k in MODEL_KEYS}
+    model.update(arch=arch, weights="none", strategy="full")
+    training = {"epochs": spec.epochs, **dict(spec.training)}
+    return {"task": study.task, "data": data, "model": model, "training": training,
+            "seed": study.trial.get("seed", 0)}
+
+
+def spec_hash(cfg: dict) -> str:
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def pretrain_all(study: Study, log=print) -> dict[str, str]:
+    """``{arch: checkpoint path}`` for every architecture of the study not in ``pretrain.skip``."""
+    from trainables.classification import Trainer
+    from trainables.config import trial_config
+    if study.pretrain is None:
+        return {}
+    out = {}
+    for arch in architectures(study):
+        if arch in study.pretrain.skip:
+            continue
+        cfg = pretrain_config(study, arch)
+        path = cache_dir() / f"{arch.replace(':', '_')}-{spec_hash(cfg)}.pt"
+        if path.is_file():
+            log(f"pretrain {arch}: cached {path}")
+        else:
+            start = time.time()
+            trainer = Trainer(trial_config(cfg))
+            epochs = cfg["training"]["epochs"]
+            result = trainer.run(lambda m: log(f"pretrain {arch}: epoch {m['epoch']}/{epochs} "
+                                               f"val_acc {m['val_acc']:.3f}"), NoCheckpoints())
+            write_atomic({"model": trainer.model.state_dict(), "config": cfg,
+                          "best_val_acc": result["best_val_acc"]}, path)
+            log(f"pretrain {arch}: val_acc {result['best_val_acc']:.3f} in {time.time() - start:.0f}s -> {path}")
+        out[arch] = str(path)
+    return out

@@ -1,0 +1,187 @@
+"""A Ray Tune callback that keeps every number of a study in Parquet, as results arrive.
+
+Layout under ``<study dir>/results/``: ``trials/``, ``epochs/``, ``per_class/``, ``confusion/``, one part per trial
+and table (``<trial_id>.parquet``), each written whole to a temporary file and renamed, so a reader never sees a
+half-written part and a study can be read while it runs. Rows are keyed by (trial, epoch): an epoch reported
+again after a restore replaces the earlier row, so nothing is duplicated. Schema: docs/RESULTS.md.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from ray.tune import Callback
+
+TABLES = ("trials", "epochs", "per_class", "confusion")
+# Ray's own result fields worth keeping next to the trainable's metrics
+RAY_KEEP = {"time_total_s", "node_ip", "pid"}
+RAY_DROP = {"timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id", "date", "time_this_iter_s",
+            "hostname", "config", "time_since_restore", "iterations_since_restore", "experiment_tag",
+            "should_checkpoint", "timesteps_total", "episodes_total", "timesteps_since_restore"}
+
+
+def write_part(path: Path, rows: list[dict]) -> None:
+    """Write rows as one Parquet file atomically (temporary file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(pa.Table.from_pylist(rows), tmp)
+    os.replace(tmp, path)
+
+
+def read_part(path: Path) -> list[dict]:
+    return pq.read_table(path).to_pylist() if path.is_file() else []
+
+
+def flatten(tree: dict, prefix: str = "config.") -> dict:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = json.dumps(v) if isinstance(v, list) else v
+    return out
+
+
+def error_message(trial) -> str:
+    """The last line of a trial's error (e.g. 'FloatingPointError: loss became NaN at epoch 3, step 17')."""
+    try:
+        err = trial.get_error()
+        text = str(err) if err is not None else ""
+    except Exception:  # noqa: BLE001 - best effort across Ray versions
+        text = ""
+    if not text and getattr(trial, "error_file", None) and os.path.exists(trial.error_file):
+        text = Path(trial.error_file).read_text()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if ":" in line and not line.startswith(("File ", "^", "~")):
+            return line[:2000]
+    return lines[-1][:2000] if lines else "unknown error"
+
+
+class ParquetSink(Callback):
+    """Writes the ``trials``, ``epochs``, ``per_class`` and ``confusion`` tables of one study.
+
+    Args:
+        root: the study's results folder.
+        study: the study name (a column of every table).
+        trial_config: ``fn(tune_config) -> (nested trial config, swept values)`` for the ``config.*`` columns.
+        max_epochs: ``fn(nested trial config) -> epochs`` the trial was configured for (to tell early stops).
+        metric, mode: the study's metric, for the best-epoch columns.
+    """
+
+    def __init__(self, root: str, study: str, trial_config, max_epochs, metric: str = "val_acc",
+                 mode: str = "max"):
+        self.root = Path(root)
+        self.study = study
+        self.trial_config = trial_config
+        self.max_epochs = max_epochs
+        self.metric, self.mode = metric, mode
+        self._reset()
+
+    def _reset(self) -> None:
+        self.epochs: dict[str, dict[int, dict]] = {}
+        self.trials: dict[str, dict] = {}
+        self.started: dict[str, float] = {}
+
+    # ---- state: the files are the truth; a restored driver reloads them ---------------------------------
+    def setup(self, **info) -> None:
+        self._reset()
+        for part in (self.root / "epochs").glob("*.parquet"):
+            self.epochs[part.stem] = {int(r["epoch"]): r for r in read_part(part)}
+        for part in (self.root / "trials").glob("*.parquet"):
+            rows = read_part(part)
+            if rows:
+                self.trials[part.stem] = rows[0]
+
+    def path(self, table: str, trial_id: str) -> Path:
+        return self.root / table / f"{trial_id}.parquet"
+
+    # ---- Tune callbacks --------------------------------------------------------------------------------
+    def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
+        self.started.setdefault(trial.trial_id, time.time())
+        self._write_trial(trial, "RUNNING")
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        epoch = result.get("epoch")
+        if epoch is None:
+            return
+        tid = trial.trial_id
+        rows = self.epochs.setdefault(tid, {})
+        for stale in [e for e in rows if e >= epoch]:  # re-reported after a restore from an older checkpoint
+            del rows[stale]
+        row = {"study": self.study, "trial_id": tid}
+        for k, v in result.items():
+            if k in RAY_DROP or (k.startswith("test_") and isinstance(v, str)) or k in ("per_class", "confusion"):
+                continue
+            if isinstance(v, (int, float, str, bool)) or v is None:
+                row[k] = v
+        rows[int(epoch)] = row
+        write_part(self.path("epochs", tid), [rows[e] for e in sorted(rows)])
+        for split, pc_key, cm_key in (("val", "per_class", "confusion"), ("test", "test_per_class", "test_confusion")):
+            if isinstance(result.get(pc_key), str):
+                self._write_per_class(tid, split, json.loads(result[pc_key]), json.loads(result[cm_key]),
+                                      int(epoch))
+        self._write_trial(trial, "RUNNING")
+
+    def on_trial_recover(self, iteration: int, trials: list, trial, **info) -> None:
+        self._write_trial(trial, "RECOVERING", failures=+1)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        self._write_trial(trial, "TERMINATED")
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        self._write_trial(trial, "ERROR", error=error_message(trial), failures=+1)
+
+    # ---- tables ----------------------------------------------------------------------------------------
+    def _write_per_class(self, tid: str, split: str, pc: dict, confusion: list, epoch: int) -> None:
+        for table, rows in (("per_class", [
+                {"study": self.study, "trial_id": tid, "split": split, "epoch": epoch,
+                 **{k: pc[k][i] for k in pc}} for i in range(len(pc["class_index"]))]),
+                ("confusion", [
+                    {"study": self.study, "trial_id": tid, "split": split, "epoch": epoch, "true": t,
+                     "predicted": p, "count": int(c)}
+                    for t, row in enumerate(confusion) for p, c in enumerate(row) if c])):
+            path = self.path(table, tid)
+            kept = [r for r in read_part(path) if r["split"] != split]
+            write_part(path, kept + rows)
+
+    def _write_trial(self, trial, status: str, error: Optional[str] = None, failures: int = 0) -> None:
+        tid = trial.trial_id
+        nested, swept = self.trial_config(trial.config)
+        prev = self.trials.get(tid, {})
+        rows = [self.epochs.get(tid, {})[e] for e in sorted(self.epochs.get(tid, {}))]
+        max_epochs = self.max_epochs(nested)
+        row: dict[str, Any] = {"study": self.study, "trial_id": tid, "status": status,
+                               "error": error if error is not None else prev.get("error"),
+                               "failures": int(prev.get("failures") or 0) + failures,
+                               "seed": nested.get("seed", 0), "epochs_run": len(rows), "max_epochs": max_epochs}
+        row["stopped_early"] = status == "TERMINATED" and len(rows) < max_epochs
+        flat = flatten(nested)
+        for key, value in swept.items():  # inactive conditional fields are empty, not their default
+            if value is None:
+                flat[f"config.{key}"] = None
+        row.update(flat)
+        resources = getattr(trial, "placement_group_factory", None)
+        req = resources.required_resources if resources is not None else {}
+        wall = float(rows[-1].get("time_total_s", 0.0)) if rows else 0.0
+        row.update(wall_seconds=wall, cpu_seconds=wall * float(req.get("CPU", 0)),
+                   gpu_seconds=wall * float(req.get("GPU", 0)))
+        if rows:
+            sign = 1 if self.mode == "max" else -1
+            scored = [r for r in rows if isinstance(r.get(self.metric), (int, float)) and not math.isnan(r[self.metric])]
+            best = max(scored, key=lambda r: sign * r[self.metric]) if scored else rows[-1]
+            row["best_epoch"] = best["epoch"]
+            for k, v in rows[-1].items():
+                if k.startswith(("val_", "train_", "test_")) and isinstance(v, (int, float)):
+                    row[f"last_{k}"] = v
+            for k, v in best.items():
+                if k.startswith(("val_", "train_")) and isinstance(v, (int, float)):
+                    row[f"best_{k}"] = v
+        self.trials[tid] = row
+        write_part(self.path("trials", tid), [row])

@@ -1,0 +1,145 @@
+"""A study's search domains as Ray Tune's param_space (random / grid) or an Optuna define-by-run function.
+
+Trial configs travel as flat dotted keys (``{"model.arch": "resnet18", "training.lr": 3e-4}``); constants stay in
+the study's base trial (passed once with ``tune.with_parameters``). Conditional domains (``when``) are sampled
+only when their condition holds, so no trial wastes time on a meaningless combination:
+- grid domains with conditions are expanded here into one grid over the valid combinations (key ``_grid``);
+- random domains with conditions become ``tune.sample_from`` functions;
+- under Optuna the define-by-run function simply skips them.
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+from typing import Any, Callable, Optional
+
+from ray import tune
+
+from search_spaces import Domain, Study
+from trainables.config import set_dotted
+
+GRID_KEY = "_grid"
+MISSING = object()
+
+
+def lookup(config: dict, base: dict, key: str) -> Any:
+    """The value of dotted ``key`` for a trial: swept value first, then the study's constant."""
+    if key in config:
+        return config[key]
+    grid = config.get(GRID_KEY)
+    if isinstance(grid, dict) and key in grid:
+        return grid[key]
+    node: Any = base
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return MISSING
+        node = node[part]
+    return node
+
+
+def condition_holds(domain: Domain, config: dict, base: dict) -> bool:
+    return all(lookup(config, base, key) in tuple(allowed) for key, allowed in domain.when)
+
+
+def tune_domain(d: Domain):
+    a = d.args
+    return {"choice": lambda: tune.choice(list(a)), "grid": lambda: tune.grid_search(list(a)),
+            "uniform": lambda: tune.uniform(a[0], a[1]), "loguniform": lambda: tune.loguniform(a[0], a[1]),
+            "randint": lambda: tune.randint(a[0], a[1]), "quniform": lambda: tune.quniform(a[0], a[1], a[2])}[d.kind]()
+
+
+def _conditional(d: Domain, base: dict):
+    dom = tune_domain(d)
+
+    def sample(spec):
+        return dom.sample() if condition_holds(d, dict(spec.config), base) else None
+    return tune.sample_from(sample)
+
+
+def _grid_combos(grids: list[Domain], base: dict) -> list[dict]:
+    """Every combination of grid values whose conditions hold (conditions see earlier grid values)."""
+    combos: list[dict] = [{}]
+    for d in grids:
+        nxt = []
+        for combo in combos:
+            if condition_holds(d, combo, base):
+                nxt += [{**combo, d.path: v} for v in d.args]
+            else:
+                nxt.append(combo)
+        combos = nxt
+    return combos
+
+
+def param_space(study: Study) -> dict:
+    """Ray Tune param_space for random and grid search (``seeds`` adds a grid over seeds)."""
+    base = study.trial
+    space: dict = {}
+    grids = [d for d in study.domains if d.kind == "grid"]
+    if any(d.when for d in grids):
+        space[GRID_KEY] = tune.grid_search(_grid_combos(grids, base))
+    else:
+        space.update({d.path: tune_domain(d) for d in grids})
+    for d in study.domains:
+        if d.kind != "grid":
+            space[d.path] = _conditional(d, base) if d.when else tune_domain(d)
+    if study.seeds > 1:
+        first = base.get("seed", 0)
+        space["seed"] = tune.grid_search(list(range(first, first + study.seeds)))
+    return space
+
+
+def optuna_space(study: Study) -> Callable:
+    """Define-by-run function for OptunaSearch: conditional domains are suggested only when they apply."""
+    base, domains = study.trial, list(study.domains)
+
+    def define(trial) -> Optional[dict]:
+        values: dict = {}
+        for d in domains:
+            if not condition_holds(d, values, base):
+                continue
+            a = d.args
+            if d.kind == "choice":
+                values[d.path] = trial.suggest_categorical(d.path, list(a))
+            elif d.kind == "uniform":
+                values[d.path] = trial.suggest_float(d.path, a[0], a[1])
+            elif d.kind == "loguniform":
+                values[d.path] = trial.suggest_float(d.path, a[0], a[1], log=True)
+            elif d.kind == "randint":
+                values[d.path] = trial.suggest_int(d.path, a[0], a[1] - 1)
+            elif d.kind == "quniform":
+                values[d.path] = trial.suggest_float(d.path, a[0], a[1], step=a[2])
+        return None
+    return define
+
+
+def resolve(base: dict, config: dict) -> dict:
+    """The nested trial config of one trial: the study's constants with the trial's sampled values applied.
+
+    Values of inactive conditional domains (None) keep the field's default.
+    """
+    trial = copy.deepcopy(base)
+    for key, value in config.items():
+        if key == GRID_KEY:
+            for k, v in value.items():
+                set_dotted(trial, k, v)
+        elif value is not None:
+            set_dotted(trial, key, value)
+    return trial
+
+
+def swept_values(study: Study, config: dict) -> dict:
+    """``{dotted key: value or None}`` for every swept field of a trial (None: inactive condition)."""
+    out = {d.path: None for d in study.domains}
+    for key, value in config.items():
+        if key == GRID_KEY:
+            out.update(value)
+        elif key in out:
+            out[key] = value
+    return out
+
+
+def count_grid(study: Study) -> int:
+    grids = [d for d in study.domains if d.kind == "grid"]
+    n = len(_grid_combos(grids, study.trial)) if any(d.when for d in grids) else \
+        len(list(itertools.product(*[d.args for d in grids]))) if grids else 1
+    return n * max(1, study.seeds)

@@ -1,0 +1,74 @@
+"""The Ray Tune function that runs one trial: resolve its config, call the task's ``train``, relay reports.
+
+Per-epoch metrics go to ``ray.tune.report`` together with the epoch's checkpoint; per-class tables and
+confusion matrices travel as JSON strings so every result stays flat for Tune's loggers.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+from ray import tune
+
+from orchestrator.space import resolve
+from trainables.checkpoint import read, write_atomic
+from trainables.registry import Registry
+
+TASKS: Registry = Registry("task")
+PAYLOAD_KEYS = ("per_class", "confusion", "test_per_class", "test_confusion")
+STATE_FILE = "state.pt"
+
+
+@TASKS.register("classification")
+def _classification(config, report, checkpoints):
+    from trainables.classification import train
+    return train(config, report, checkpoints)
+
+
+class TuneCheckpoints:
+    """Checkpoints through Ray Tune: resume from ``tune.get_checkpoint()``, hand new ones to ``tune.report``."""
+
+    def __init__(self) -> None:
+        self.pending: Optional[str] = None
+
+    def latest(self) -> Optional[dict]:
+        ckpt = tune.get_checkpoint()
+        if ckpt is None:
+            return None
+        with ckpt.as_directory() as folder:
+            return read(Path(folder) / STATE_FILE)
+
+    def save(self, state: dict, epoch: int) -> None:
+        folder = tempfile.mkdtemp(prefix=f"tlsweep-epoch{epoch}-")
+        write_atomic(state, Path(folder) / STATE_FILE)
+        self.pending = folder
+
+    def report(self, metrics: dict) -> None:
+        folder, self.pending = self.pending, None
+        try:
+            checkpoint = tune.Checkpoint.from_directory(folder) if folder else None
+            tune.report(metrics, checkpoint=checkpoint)
+        finally:
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def encode(metrics: dict) -> dict:
+    return {k: (json.dumps(v) if k in PAYLOAD_KEYS else v) for k, v in metrics.items()}
+
+
+def run_trial(config: dict, *, base: dict, task: str, pretrained: Optional[dict] = None,
+              cpus_per_trial: float = 1.0) -> None:
+    """Tune entry point (wrapped with ``tune.with_parameters`` and ``tune.with_resources``)."""
+    import torch
+    trial = resolve(base, config)
+    arch = trial.get("model", {}).get("arch")
+    if pretrained and arch in pretrained:
+        trial.setdefault("model", {})["weights"] = f"file:{pretrained[arch]}"
+    if trial.get("training", {}).get("threads") is None:
+        torch.set_num_threads(max(1, int(cpus_per_trial)))
+    ckpts = TuneCheckpoints()
+    TASKS.get(task)(trial, lambda m: ckpts.report(encode(m)), ckpts)

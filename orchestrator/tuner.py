@@ -1,0 +1,129 @@
+"""A validated study -> a ``ray.tune.Tuner`` (ASHA, Optuna, resources, failures, checkpoints, storage) -> fit.
+
+The only place that builds Ray Tune objects. ``run_study`` starts a sweep; ``resume_study`` continues one from
+its folder with ``Tuner.restore`` (errored trials resumed, finished trials kept, no result row written twice).
+"""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Optional
+
+import yaml
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search import ConcurrencyLimiter
+
+from orchestrator import space
+from orchestrator.sink import ParquetSink
+from orchestrator.trainable import run_trial
+from search_spaces import Study, study_from_dict
+from trainables.errors import ConfigError
+
+# Trials checkpoint every epoch by design; Ray's warning about frequent experiment snapshots is noise here.
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+STUDY_FILE = "study.yaml"
+PRETRAINED_FILE = "pretrained.yaml"
+
+
+def study_dir(study: Study, storage: Optional[str] = None) -> Path:
+    return Path(storage or study.storage).expanduser().resolve() / study.name
+
+
+def trial_view(study: Study, config: dict) -> tuple[dict, dict]:
+    return space.resolve(study.trial, config), space.swept_values(study, config)
+
+
+def trial_epochs(nested: dict) -> int:
+    return int(nested.get("training", {}).get("epochs", 10))
+
+
+def build_scheduler(study: Study):
+    s = study.search.scheduler
+    if s is None:
+        return None
+    return ASHAScheduler(time_attr="training_iteration", max_t=s.max_t or study.max_epochs(),
+                         grace_period=s.grace_period, reduction_factor=s.reduction_factor, brackets=s.brackets)
+
+
+def build_searcher(study: Study):
+    if study.search.algorithm != "optuna":
+        return None
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+    searcher = OptunaSearch(space=space.optuna_space(study), sampler=optuna.samplers.TPESampler(
+        seed=study.trial.get("seed", 0)), metric=study.search.metric, mode=study.search.mode)
+    return ConcurrencyLimiter(searcher, max_concurrent=study.search.max_concurrent or 2)
+
+
+def build_trainable(study: Study, pretrained: dict):
+    fn = tune.with_parameters(run_trial, base=study.trial, task=study.task, pretrained=pretrained,
+                              cpus_per_trial=study.resources.cpu)
+    return tune.with_resources(fn, {"cpu": study.resources.cpu, "gpu": study.resources.gpu})
+
+
+def build_sink(study: Study, folder: Path) -> ParquetSink:
+    return ParquetSink(str(folder / "results"), study.name, functools.partial(trial_view, study), trial_epochs,
+                       study.search.metric, study.search.mode)
+
+
+def run_config(study: Study, folder: Path) -> tune.RunConfig:
+    return tune.RunConfig(
+        name=study.name, storage_path=str(folder.parent), callbacks=[build_sink(study, folder)],
+        failure_config=tune.FailureConfig(max_failures=study.resources.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=study.resources.keep),
+        verbose=1)
+
+
+def tune_config(study: Study) -> tune.TuneConfig:
+    searcher = build_searcher(study)
+    return tune.TuneConfig(
+        metric=study.search.metric, mode=study.search.mode, scheduler=build_scheduler(study),
+        search_alg=searcher, num_samples=study.search.num_samples,
+        max_concurrent_trials=None if searcher else study.search.max_concurrent,
+        time_budget_s=study.search.time_budget_s, reuse_actors=False)
+
+
+def prepare_folder(study: Study, folder: Path, overwrite: bool) -> None:
+    """Refuse to clobber an earlier run of the same study; write the resolved study next to its results."""
+    if folder.exists() and any(folder.iterdir()):
+        if not overwrite:
+            raise ConfigError(f"{folder}: results of study {study.name!r} already exist; continue them with "
+                              f"'tlsweep resume {folder}' or start over with --overwrite")
+        import shutil
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / STUDY_FILE).write_text(yaml.safe_dump(study.to_dict(), sort_keys=False))
+
+
+def run_study(study: Study, storage: Optional[str] = None, overwrite: bool = False, log=print):
+    """Run a study to completion; returns (study folder, ``ResultGrid``)."""
+    from orchestrator.pretrain import pretrain_all
+    folder = study_dir(study, storage)
+    prepare_folder(study, folder, overwrite)
+    pretrained = pretrain_all(study, log=log)
+    (folder / PRETRAINED_FILE).write_text(yaml.safe_dump(pretrained))
+    param_space = {} if study.search.algorithm == "optuna" else space.param_space(study)
+    tuner = tune.Tuner(build_trainable(study, pretrained), param_space=param_space,
+                       tune_config=tune_config(study), run_config=run_config(study, folder))
+    return folder, tuner.fit()
+
+
+def load_study_dir(folder: str | os.PathLike) -> tuple[Study, Path]:
+    path = Path(folder).expanduser().resolve()
+    if not (path / STUDY_FILE).is_file():
+        raise ConfigError(f"{path}: not a study folder (no {STUDY_FILE}); run a study with 'tlsweep run' first")
+    return study_from_dict(yaml.safe_load((path / STUDY_FILE).read_text()), str(path / STUDY_FILE)), path
+
+
+def resume_study(folder: str | os.PathLike):
+    """Continue an interrupted study: unfinished and errored trials resume from their last checkpoints."""
+    study, path = load_study_dir(folder)
+    if not tune.Tuner.can_restore(str(path)):
+        raise ConfigError(f"{path}: no Ray Tune experiment state to resume (was the study started?)")
+    pretrained = yaml.safe_load((path / PRETRAINED_FILE).read_text()) if (path / PRETRAINED_FILE).is_file() else {}
+    tuner = tune.Tuner.restore(str(path), trainable=build_trainable(study, pretrained or {}),
+                               resume_unfinished=True, resume_errored=True)
+    return path, tuner.fit()

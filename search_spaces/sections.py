@@ -1,0 +1,198 @@
+"""The parts of a study that are not trial fields: ``search``, ``search.scheduler``, ``resources`` and the
+source-task pretraining in ``model.weights: {pretrain: ...}``. Each is a small dataclass with defaults.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional
+
+from search_spaces.domains import looks_like_domain
+from trainables.config import trial_config
+from trainables.errors import ConfigError, suggest
+
+# What trainables.classification reports each epoch that a searcher or scheduler can optimise.
+KNOWN_METRICS = ("val_acc", "val_loss", "val_top5", "val_macro_f1", "val_precision", "val_recall",
+                 "train_acc", "train_loss")
+ALGORITHMS = ("random", "grid", "optuna")
+DOMAINS_WHERE = "search domains are only allowed in data, model, training and seed"
+
+
+@dataclass
+class SchedulerSpec:
+    type: str = "asha"
+    grace_period: int = 1
+    reduction_factor: float = 2.0
+    max_t: Optional[int] = None         # None: training.epochs (the largest, when it is searched)
+    brackets: int = 1
+
+
+@dataclass
+class SearchSpec:
+    algorithm: str = "random"           # random | grid | optuna
+    num_samples: int = 1
+    metric: str = "val_acc"
+    mode: str = "max"
+    max_concurrent: Optional[int] = None
+    time_budget_s: Optional[float] = None
+    scheduler: Optional[SchedulerSpec] = field(default_factory=SchedulerSpec)  # None: no early stopping
+
+
+@dataclass
+class ResourceSpec:
+    cpu: float = 1.0
+    gpu: float = 0.0                    # fractions share a GPU between trials
+    max_failures: int = 2
+    keep: int = 2                       # checkpoints kept per trial
+
+
+@dataclass
+class PretrainSpec:
+    data: dict                          # DataConfig fields of the source task
+    epochs: int = 3
+    training: dict = field(default_factory=dict)
+    skip: list = field(default_factory=lambda: ["scratch_cnn", "baseline_cnn"])  # archs trained without it
+
+
+def _names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def mapping(path: str, value: Any) -> dict:
+    """``value`` as a mapping (``None`` -> ``{}``), or ConfigError naming ``path``."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+    return value
+
+
+def check_keys(path: str, tree: dict, allowed: Iterable[str]) -> None:
+    """Raise ConfigError for the first key of ``tree`` not in ``allowed``, with the closest names."""
+    allowed = list(allowed)
+    for key in tree:
+        if key not in allowed:
+            sub = f"{path}.{key}" if path else str(key)
+            hint = suggest(str(key), allowed) or " (valid keys: " + ", ".join(allowed) + ")"
+            raise ConfigError(f"{sub}: unknown key{hint}")
+
+
+def no_domains(path: str, value: Any, why: str = DOMAINS_WHERE) -> None:
+    """Raise ConfigError if a search domain hides anywhere in ``value``."""
+    if looks_like_domain(value):
+        raise ConfigError(f"{path}: {why}")
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            no_domains(f"{path}.{key}", sub, why)
+
+
+def as_int(path: str, value: Any, low: Optional[int] = None, optional: bool = False) -> Optional[int]:
+    if value is None and optional:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(f"{path}: expected int, got {value!r}")
+    if low is not None and value < low:
+        raise ConfigError(f"{path}: must be >= {low}, got {value}")
+    return value
+
+
+def as_number(path: str, value: Any, low: float, strict: bool = False, optional: bool = False) -> Optional[float]:
+    if value is None and optional:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise ConfigError(f"{path}: expected a number, got {value!r}")
+    if value < low or (strict and value == low):
+        raise ConfigError(f"{path}: must be {'>' if strict else '>='} {low}, got {value}")
+    return float(value)
+
+
+def as_str(path: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{path}: expected str, got {value!r}")
+    return value
+
+
+def one_of(path: str, value: Any, allowed: tuple) -> str:
+    if value not in allowed:
+        raise ConfigError(f"{path}: {value!r} is not one of {', '.join(allowed)}{suggest(str(value), allowed)}")
+    return value
+
+
+def parse_scheduler(raw: Any) -> Optional[SchedulerSpec]:
+    """``none`` (or null) -> None; ``asha`` -> defaults; a mapping -> its fields checked."""
+    path = "search.scheduler"
+    if raw is None or raw == "none":
+        return None
+    if isinstance(raw, str):
+        one_of(path, raw, ("none", "asha"))
+        return SchedulerSpec()
+    tree = mapping(path, raw)
+    check_keys(path, tree, _names(SchedulerSpec))
+    spec = SchedulerSpec(
+        type=one_of(f"{path}.type", tree.get("type", "asha"), ("asha",)),
+        grace_period=as_int(f"{path}.grace_period", tree.get("grace_period", 1), 1),
+        reduction_factor=as_number(f"{path}.reduction_factor", tree.get("reduction_factor", 2), 1, strict=True),
+        max_t=as_int(f"{path}.max_t", tree.get("max_t"), 1, optional=True),
+        brackets=as_int(f"{path}.brackets", tree.get("brackets", 1), 1))
+    if spec.max_t is not None and spec.grace_period > spec.max_t:
+        raise ConfigError(f"{path}.grace_period: {spec.grace_period} is larger than max_t {spec.max_t}")
+    return spec
+
+
+def parse_search(raw: Any) -> SearchSpec:
+    """The ``search`` section. ``mode`` defaults to min for ``*_loss`` metrics and max otherwise."""
+    tree = mapping("search", raw)
+    no_domains("search", tree)
+    check_keys("search", tree, _names(SearchSpec))
+    metric = tree.get("metric", "val_acc")
+    if metric not in KNOWN_METRICS:
+        hint = suggest(str(metric), KNOWN_METRICS, n=1) or " (reported: " + ", ".join(KNOWN_METRICS) + ")"
+        raise ConfigError(f"search.metric: {metric!r} is not reported by trials{hint}")
+    natural = "min" if metric.endswith("_loss") else "max"
+    mode = one_of("search.mode", tree.get("mode", natural), ("max", "min"))
+    if mode != natural:
+        raise ConfigError(f"search.mode: {mode} would select the worst trials by {metric}; use {natural}")
+    return SearchSpec(
+        algorithm=one_of("search.algorithm", tree.get("algorithm", "random"), ALGORITHMS),
+        num_samples=as_int("search.num_samples", tree.get("num_samples", 1), 1),
+        metric=metric, mode=mode,
+        max_concurrent=as_int("search.max_concurrent", tree.get("max_concurrent"), 1, optional=True),
+        time_budget_s=as_number("search.time_budget_s", tree.get("time_budget_s"), 0, strict=True, optional=True),
+        scheduler=parse_scheduler(tree["scheduler"]) if "scheduler" in tree else SchedulerSpec())
+
+
+def parse_resources(raw: Any) -> ResourceSpec:
+    """The ``resources`` section: per-trial CPUs and GPUs (fractions allowed), retries, checkpoints kept."""
+    tree = mapping("resources", raw)
+    no_domains("resources", tree)
+    check_keys("resources", tree, _names(ResourceSpec))
+    return ResourceSpec(
+        cpu=as_number("resources.cpu", tree.get("cpu", 1), 0, strict=True),
+        gpu=as_number("resources.gpu", tree.get("gpu", 0), 0),
+        max_failures=as_int("resources.max_failures", tree.get("max_failures", 2), 0),
+        keep=as_int("resources.keep", tree.get("keep", 2), 1))
+
+
+def parse_pretrain(path: str, raw: dict) -> PretrainSpec:
+    """``model.weights: {pretrain: {data: {...}, epochs: 3, training: {...}, skip: [...]}}``."""
+    check_keys(path, raw, ("pretrain",))
+    path = f"{path}.pretrain"
+    tree = mapping(path, raw["pretrain"])
+    no_domains(path, tree, "search domains are not allowed in source-task pretraining")
+    check_keys(path, tree, _names(PretrainSpec))
+    if "data" not in tree:
+        raise ConfigError(f"{path}.data: required (the source data set)")
+    data = copy.deepcopy(mapping(f"{path}.data", tree["data"]))
+    training = copy.deepcopy(mapping(f"{path}.training", tree.get("training")))
+    if "epochs" in training:
+        raise ConfigError(f"{path}.training.epochs: set {path}.epochs instead")
+    epochs = as_int(f"{path}.epochs", tree.get("epochs", 3), 1)
+    skip = tree.get("skip", PretrainSpec({}).skip)
+    if not isinstance(skip, list) or not all(isinstance(s, str) for s in skip):
+        raise ConfigError(f"{path}.skip: expected a list of architecture names, got {skip!r}")
+    try:
+        trial_config({"data": data, "training": {**training, "epochs": epochs}})
+    except ConfigError as e:
+        raise ConfigError(f"{path}.{e}") from None
+    return PretrainSpec(data, epochs, training, list(skip))

@@ -1,0 +1,71 @@
+"""End-to-end sweeps under ``ray.init(num_cpus=2)``: the four Parquet tables, errors, retries."""
+import pytest
+
+from analysis.load import load
+from orchestrator.summary import status_table, summary
+from orchestrator.tuner import run_study
+from search_spaces import study_from_dict
+from tests.conftest import tiny_study
+
+
+def test_four_trial_sweep_writes_the_four_tables(ray_session, tmp_path):
+    study = study_from_dict(tiny_study("e2e", training={"lr": {"grid": [0.001, 0.003]}}, seeds=2))
+    folder, grid = run_study(study, storage=str(tmp_path))
+    assert not grid.errors
+    t = load(folder)
+    assert len(t.trials) == 4 and set(t.trials["status"]) == {"TERMINATED"}
+    assert sorted(t.trials["seed"]) == [0, 0, 1, 1]
+    assert set(t.trials["config.training.lr"]) == {0.001, 0.003}
+    # one epochs row per (trial, epoch) reported
+    assert len(t.epochs) == 8
+    assert not t.epochs.duplicated(["trial_id", "epoch"]).any()
+    assert t.epochs.groupby("trial_id")["epoch"].apply(lambda s: sorted(s) == [1, 2]).all()
+    # per-class rows and confusion counts both sum to the validation set size, per trial
+    n_val = 359
+    val = t.per_class[t.per_class["split"] == "val"]
+    assert (val.groupby("trial_id")["support"].sum() == n_val).all()
+    assert (t.confusion[t.confusion["split"] == "val"].groupby("trial_id")["count"].sum() == n_val).all()
+    assert len(val) == 4 * 10
+    # the best row of a trial matches its epochs
+    for _, row in t.trials.iterrows():
+        ep = t.epochs[t.epochs["trial_id"] == row["trial_id"]]
+        assert row["best_val_acc"] == pytest.approx(ep["val_acc"].max())
+        assert row["epochs_run"] == 2 and not row["stopped_early"]
+    assert (folder / "study.yaml").is_file()
+    assert "trials: 4 (4 finished" in summary(folder)
+    assert "TERMINATED" in status_table(folder)
+
+
+def test_failing_trial_is_retried_then_recorded_and_others_finish(ray_session, tmp_path):
+    study = study_from_dict(tiny_study(
+        "nan", training={"lr": {"grid": [0.003, 1.0e30]}, "optimizer": "sgd", "momentum": 0.0,
+                         "scheduler": "none"},
+        resources={"max_failures": 1}))
+    folder, grid = run_study(study, storage=str(tmp_path))
+    t = load(folder).trials.set_index("config.training.lr")
+    assert t.loc[0.003, "status"] == "TERMINATED"
+    bad = t.loc[1.0e30]
+    assert bad["status"] == "ERROR"
+    assert bad["failures"] == 2  # the first try and one retry (max_failures: 1)
+    assert "loss became NaN at epoch 1, step" in bad["error"] or "loss became inf at epoch 1" in bad["error"]
+
+
+def test_asha_stops_weak_trials(ray_session, tmp_path):
+    # strong learning rates first: ASHA compares each trial with those that reached a rung before it
+    study = study_from_dict(tiny_study(
+        "asha", training={"epochs": 4, "lr": {"grid": [0.01, 0.003, 1.0e-5, 1.0e-6]}, "scheduler": "none"},
+        search={"scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2}, "max_concurrent": 2}))
+    folder, _ = run_study(study, storage=str(tmp_path))
+    t = load(folder)
+    stopped = t.trials[t.trials["stopped_early"]]
+    assert len(stopped) >= 1
+    assert (stopped["epochs_run"] < 4).all()
+    assert set(t.trials.loc[t.trials["epochs_run"] == 4, "config.training.lr"]) & {0.003, 0.01}
+
+
+def test_run_refuses_existing_results(ray_session, tmp_path):
+    from trainables.errors import ConfigError
+    study = study_from_dict(tiny_study("twice", training={"epochs": 1}))
+    run_study(study, storage=str(tmp_path))
+    with pytest.raises(ConfigError, match="already exist.*tlsweep resume.*--overwrite"):
+        run_study(study, storage=str(tmp_path))
