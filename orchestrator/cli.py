@@ -60,10 +60,11 @@ def start_ray(address: Optional[str]) -> None:
     import ray
     if ray.is_initialized():
         return
+    # Trial output stays in the trials' logs; the terminal shows Tune's progress table and the summary.
     if address:
-        ray.init(address=address)
+        ray.init(address=address, log_to_driver=False)
     else:
-        ray.init(include_dashboard=False)
+        ray.init(include_dashboard=False, log_to_driver=False)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
