@@ -69,3 +69,20 @@ def test_run_refuses_existing_results(ray_session, tmp_path):
     run_study(study, storage=str(tmp_path))
     with pytest.raises(ConfigError, match="already exist.*tlsweep resume.*--overwrite"):
         run_study(study, storage=str(tmp_path))
+
+
+def test_reused_trial_processes_leak_no_state(ray_session, tmp_path):
+    # three trials one after another in reused actors: a different trial in between, then a repeat of the
+    # first configuration must give exactly the first one's numbers
+    study = study_from_dict(tiny_study(
+        "reuse", training={"lr": {"grid": [0.003, 0.01]}, "epochs": 2}, model={"dropout": 0.3},
+        data={"augment": "standard"}, search={"num_samples": 2, "max_concurrent": 1}))
+    folder, _ = run_study(study, storage=str(tmp_path))
+    t = load(folder)
+    assert len(t.trials) == 4
+    assert t.epochs["pid"].nunique() == 1, "trials did not share a process"
+    runs = t.epochs.merge(t.trials[["trial_id", "config.training.lr"]], on="trial_id")
+    for lr, group in runs.groupby("config.training.lr"):
+        a, b = [g.sort_values("epoch") for _, g in group.groupby("trial_id")]
+        for col in ("train_loss", "val_loss", "val_acc"):
+            assert a[col].tolist() == b[col].tolist(), (lr, col)
