@@ -3,7 +3,7 @@
 (a) Per-trial bookkeeping: 200 no-op trials (each reports one epoch) through tlsweep's Tuner set-up and Parquet
     sink, with and without actor reuse. Anchor: Ray's release test runs 10,000 trials at ~0.07-0.14 s each on
     16 CPUs; goal here: at most 0.2 s per trial on 2 cores.
-(b) Sweep efficiency: 8 real trials of about 10 s (digits, scratch CNN), 2 at a time: wall time of the sweep
+(b) Sweep efficiency: 8 real trials of about 10 s (digits at 32 px, scratch CNN, 16 epochs), 2 at a time: wall time of the sweep
     divided by (sum of the trials' own training time / concurrency). Goal: at most 1.10.
 
 Run: .venv/bin/python bench/orchestration_overhead.py [--noop-trials 200] [--skip-b]
@@ -32,10 +32,10 @@ def noop_trial(config: dict) -> None:
     tune.report({"epoch": 1, "val_acc": config["training.lr"]})
 
 
-def study(name: str, n: int, epochs: int = 1, **training) -> object:
+def study(name: str, n: int, epochs: int = 1, size: int = 16, **training) -> object:
     return study_from_dict({
-        "name": name, "data": {"name": "digits", "image_size": 16},
-        "model": {"arch": "scratch_cnn", "conv_layers": 2, "first_layer_filters": 8, "dense_units": 32},
+        "name": name, "data": {"name": "digits", "image_size": size},
+        "model": {"arch": "scratch_cnn", "conv_layers": 3, "first_layer_filters": 8, "dense_units": 32},
         "training": {"epochs": epochs, "batch_size": 64, "lr": {"grid": [0.001 + i * 1e-5 for i in range(n)]},
                      **training},
         "search": {"algorithm": "grid", "scheduler": "none", "max_concurrent": 2},
@@ -58,7 +58,7 @@ def noop_sweep(n: int, reuse: bool, root: str) -> float:
 
 
 def real_sweep(root: str, epochs: int) -> tuple[float, float]:
-    s = study("efficiency", 8, epochs=epochs)
+    s = study("efficiency", 8, epochs=epochs, size=32)
     start = time.perf_counter()
     folder, _ = T.run_study(s, storage=root, overwrite=True, log=lambda *a: None)
     wall = time.perf_counter() - start
@@ -70,7 +70,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--noop-trials", type=int, default=200)
     ap.add_argument("--no-reuse-trials", type=int, default=40, help="fewer: each costs a new process")
-    ap.add_argument("--epochs", type=int, default=6, help="epochs per real trial (about 10 s on 2 cores)")
+    ap.add_argument("--epochs", type=int, default=16, help="epochs per real trial (about 10 s on 2 cores)")
     ap.add_argument("--skip-b", action="store_true")
     args = ap.parse_args()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

@@ -48,10 +48,10 @@ def spec_hash(cfg: dict) -> str:
 
 def pretrain_all(study: Study, log=print) -> dict[str, str]:
     """``{arch: checkpoint path}`` for every architecture of the study not in ``pretrain.skip``."""
-    from trainables.classification import Trainer
-    from trainables.config import trial_config
     if study.pretrain is None:
         return {}
+    from trainables.classification import Trainer
+    from trainables.config import trial_config
     out = {}
     for arch in architectures(study):
         if arch in study.pretrain.skip:
