@@ -103,3 +103,44 @@ def test_list_commands(capsys):
     assert out.split() == ["full", "linear_probe", "partial", "two_phase", "unfreeze_last_k"]
     code, out, _ = run_cli(capsys, "list", "models", "tv:vgg1*")
     assert "tv:vgg16" in out.split()
+
+
+GOOD_STUDY = """name: s
+data: {name: digits, image_size: 16}
+model: {arch: scratch_cnn, conv_layers: 2}
+training: {epochs: 1, lr: {grid: [0.001, 0.01]}}
+search: {algorithm: grid, scheduler: {type: asha, grace_period: 1, max_t: 1}}
+"""
+
+BAD_STUDIES = [
+    ("name: s\ndata: {name: digits\n", r"line \d+"),                                            # YAML syntax
+    (GOOD_STUDY.replace("search:", "serch:"), r"serch: unknown key"),                           # unknown key
+    (GOOD_STUDY.replace("grace_period: 1", "grace_period: two"),
+     r"search.scheduler.grace_period: expected int, got 'two'"),                                 # wrong type
+    (GOOD_STUDY.replace("grace_period: 1", "grace_period: 3"), r"grace_period: 3 is larger than max_t 1"),
+    (GOOD_STUDY.replace("{grid: [0.001, 0.01]}", "{loguniform: [0, 1]}"), r"training.lr: loguniform"),
+    (GOOD_STUDY.replace("arch: scratch_cnn", "arch: {choice: []}"), r"model.arch: choice is empty"),
+    (GOOD_STUDY.replace("algorithm: grid", "algorithm: grid, metric: val_accuracy"), r"search.metric: 'val_accuracy'"),
+    (GOOD_STUDY.replace("arch: scratch_cnn", "arch: resnet_18"), r"model.arch: unknown model 'resnet_18'"),
+    (GOOD_STUDY.replace("name: digits", "name: {choice: [digits, cifar11]}"), r"data.name: unknown name 'cifar11'"),
+    (GOOD_STUDY + "resources: {gpu: -1}\n", r"resources.gpu"),
+    (GOOD_STUDY.replace("name: s\n", ""), r"name: required"),
+]
+
+
+@pytest.mark.parametrize("text, message", BAD_STUDIES)
+def test_bad_study_files_exit_2_before_ray_starts(capsys, monkeypatch, tmp_path, text, message):
+    import re
+
+    import orchestrator.cli as cli
+
+    def no_ray(*a, **k):
+        raise AssertionError("Ray was started for a bad study file")
+    monkeypatch.setattr(cli, "start_ray", no_ray)
+    path = tmp_path / "study.yaml"
+    path.write_text(text)
+    code, _, err = run_cli(capsys, "run", str(path), "--storage", str(tmp_path / "out"))
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert re.search(message, lines[0]), lines[0]
+    assert not (tmp_path / "out").exists()
