@@ -1,18 +1,28 @@
-"""Read a study's Parquet tables into pandas (no Ray, no GPU): works while the study runs and after.
+"""Read a study's Parquet tables into pandas (no Ray, no GPU): while the study runs and after, from a local
+folder or an ``s3://`` / ``gs://`` URI (pyarrow filesystems), one study or several.
 
 Example:
-    >>> tables = load("results/quickstart")            # doctest: +SKIP
-    >>> tables.trials.groupby("config.model.arch")["best_val_acc"].max()   # doctest: +SKIP
+    >>> t = load("results/quickstart")                                   # doctest: +SKIP
+    >>> t.trials.groupby("config.model.arch")["best_val_acc"].max()      # doctest: +SKIP
+    >>> both = load(["results/quickstart", "results/other"])            # a `study` column tells them apart
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence, Union
 
 import pandas as pd
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 TABLES = ("trials", "epochs", "per_class", "confusion")
+PathLike = Union[str, Path]
+
+
+class StudyNotFound(FileNotFoundError):
+    """No study results at the given location."""
 
 
 @dataclass
@@ -23,22 +33,63 @@ class StudyTables:
     confusion: pd.DataFrame
     path: str = ""
 
-
-def results_dir(path: str | Path) -> Path:
-    """The ``results`` folder of a study directory (or the folder itself if it holds the tables)."""
-    p = Path(path).expanduser()
-    return p / "results" if (p / "results").is_dir() else p
+    @property
+    def empty(self) -> bool:
+        return self.trials.empty
 
 
-def read_table(path: str | Path, table: str) -> pd.DataFrame:
-    """Concatenate the parts of one table; parts may differ in columns (e.g. top-5 only with 10+ classes)."""
-    folder = results_dir(path) / table
-    parts = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
-    frames = [pq.read_table(p).to_pandas() for p in parts]
+def _filesystem(location: PathLike) -> tuple[pafs.FileSystem, str]:
+    text = str(location)
+    if "://" in text:
+        return pafs.FileSystem.from_uri(text)
+    return pafs.LocalFileSystem(), str(Path(text).expanduser().resolve())
+
+
+def _is_dir(fs: pafs.FileSystem, path: str) -> bool:
+    return fs.get_file_info(path).type == pafs.FileType.Directory
+
+
+def results_root(location: PathLike) -> tuple[pafs.FileSystem, str]:
+    """The filesystem and the folder that holds the tables (``<study>/results`` or the folder itself)."""
+    fs, path = _filesystem(location)
+    if _is_dir(fs, f"{path}/results"):
+        return fs, f"{path}/results"
+    if any(_is_dir(fs, f"{path}/{t}") for t in TABLES):
+        return fs, path
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        raise StudyNotFound(f"{location}: no such study folder")
+    raise StudyNotFound(f"{location}: no results yet (no results/ folder with trials/, epochs/, ...)")
+
+
+def _read_parts(fs: pafs.FileSystem, folder: str) -> pd.DataFrame:
+    if not _is_dir(fs, folder):
+        return pd.DataFrame()
+    infos = fs.get_file_info(pafs.FileSelector(folder))
+    frames = []
+    for info in sorted(infos, key=lambda i: i.path):
+        if not info.path.endswith(".parquet") or info.base_name.startswith("."):
+            continue
+        for attempt in range(3):  # a part may be replaced while a running study writes it
+            try:
+                frames.append(pq.read_table(info.path, filesystem=fs).to_pandas())
+                break
+            except (OSError, FileNotFoundError):
+                time.sleep(0.05 * (attempt + 1))
     frames = [f for f in frames if len(f)]
+    # parts may differ in columns (e.g. val_top5 only with 10+ classes): concat aligns them
     return pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
 
 
-def load(path: str | Path) -> StudyTables:
-    """All four tables of the study at ``path``."""
-    return StudyTables(*(read_table(path, t) for t in TABLES), path=str(path))
+def read_table(location: PathLike, table: str) -> pd.DataFrame:
+    fs, root = results_root(location)
+    return _read_parts(fs, f"{root}/{table}")
+
+
+def load(location: PathLike | Sequence[PathLike]) -> StudyTables:
+    """All four tables of one study (a folder or URI), or of several studies concatenated."""
+    if isinstance(location, (list, tuple)):
+        parts = [load(loc) for loc in location]
+        return StudyTables(*(pd.concat([getattr(p, t) for p in parts], ignore_index=True, sort=False)
+                             for t in TABLES), path=",".join(str(x) for x in location))
+    fs, root = results_root(location)
+    return StudyTables(*(_read_parts(fs, f"{root}/{t}") for t in TABLES), path=str(location))

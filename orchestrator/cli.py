@@ -68,6 +68,12 @@ def start_ray(address: Optional[str]) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    run_and_summarize(args)
+    return 0
+
+
+def run_and_summarize(args: argparse.Namespace) -> Path:
+    """Run the study of ``tlsweep run``, print its summary and return its folder."""
     from orchestrator.summary import summary
     from orchestrator.tuner import run_study
     from search_spaces import find_study, load_study
@@ -78,7 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     start_ray(args.address)
     folder, _ = run_study(study, storage=args.storage, overwrite=args.overwrite)
     print(summary(folder, study.search.metric, study.search.mode))
-    return 0
+    return Path(folder)
 
 
 def check_names(study, preflight, trial_config) -> None:
@@ -109,9 +115,25 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The offline quickstart study: pretrain on digits 0-4, transfer to 5-9, ASHA, summary."""
+    """The offline quickstart study: pretrain on digits 0-4, transfer to 5-9, ASHA, summary, HTML report."""
+    from analysis.report import write_report
     ns = argparse.Namespace(study="quickstart", set=args.set, storage=args.storage, address=None, overwrite=True)
-    return cmd_run(ns)
+    folder = run_and_summarize(ns)
+    print(f"report: {write_report(folder, log=print)}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write a study's self-contained HTML report and print its path."""
+    from analysis.load import StudyNotFound
+    from analysis.report import write_report
+    try:
+        path = write_report(args.study_dir, args.out, log=print)
+    except StudyNotFound as e:
+        print(f"tlsweep: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    print(path)
+    return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -163,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--set", action="append", metavar="KEY=VALUE")
     d.add_argument("--storage", default="results")
     d.set_defaults(func=cmd_demo)
+
+    rp = sub.add_parser("report", help="write a study's HTML report: summary, leaderboard, figures")
+    rp.add_argument("study_dir")
+    rp.add_argument("--out", help="the HTML file to write (default: STUDY_DIR/report.html)")
+    rp.set_defaults(func=cmd_report)
 
     ls = sub.add_parser("list", help="list models, datasets, studies or strategies")
     ls.add_argument("what", choices=["models", "datasets", "studies", "strategies"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import itertools
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from ray import tune
 
@@ -88,14 +88,19 @@ def param_space(study: Study) -> dict:
     return space
 
 
-def optuna_space(study: Study) -> Callable:
-    """Define-by-run function for OptunaSearch: conditional domains are suggested only when they apply."""
-    base, domains = study.trial, list(study.domains)
+class OptunaSpace:
+    """Define-by-run space for OptunaSearch: conditional domains are suggested only when they apply.
 
-    def define(trial) -> Optional[dict]:
+    A module-level class, not a closure, so the searcher's state can be pickled for ``tlsweep resume``.
+    """
+
+    def __init__(self, study: Study):
+        self.base, self.domains = study.trial, list(study.domains)
+
+    def __call__(self, trial) -> Optional[dict]:
         values: dict = {}
-        for d in domains:
-            if not condition_holds(d, values, base):
+        for d in self.domains:
+            if not condition_holds(d, values, self.base):
                 continue
             a = d.args
             if d.kind == "choice":
@@ -109,7 +114,6 @@ def optuna_space(study: Study) -> Callable:
             elif d.kind == "quniform":
                 values[d.path] = trial.suggest_float(d.path, a[0], a[1], step=a[2])
         return None
-    return define
 
 
 def resolve(base: dict, config: dict) -> dict:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.aggregate import best_per_group, swept_columns
 from analysis.load import load
 
 
@@ -13,7 +14,7 @@ def status_table(folder: str | Path, metric: str = "val_acc") -> str:
     trials = load(folder).trials
     if trials.empty:
         return f"{folder}: no trial results yet"
-    swept = [c for c in trials.columns if c.startswith("config.") and trials[c].astype(str).nunique() > 1]
+    swept = swept_columns(trials)
     cols = ["trial_id", "status", "epochs_run", "max_epochs", f"best_{metric}", "stopped_early"] + swept
     cols = [c for c in cols if c in trials.columns]
     table = trials[cols].sort_values("trial_id").rename(columns=lambda c: c.removeprefix("config."))
@@ -26,16 +27,6 @@ def status_table(folder: str | Path, metric: str = "val_acc") -> str:
     return "\n".join(lines)
 
 
-def best_per_group(trials: pd.DataFrame, metric: str, mode: str, by: list[str]) -> pd.DataFrame:
-    col = f"best_{metric}"
-    ok = trials[trials["status"] == "TERMINATED"].dropna(subset=[col])
-    if ok.empty:
-        return ok
-    by = [b for b in by if b in ok.columns]
-    ordered = ok.sort_values(col, ascending=(mode == "min"))
-    return ordered.groupby(by, dropna=False, sort=False).head(1) if by else ordered.head(1)
-
-
 def summary(folder: str | Path, metric: str = "val_acc", mode: str = "max") -> str:
     """Best configuration per architecture and strategy, what ASHA stopped and saved, where the results are."""
     tables = load(folder)
@@ -43,8 +34,9 @@ def summary(folder: str | Path, metric: str = "val_acc", mode: str = "max") -> s
     if trials.empty:
         return f"no trial results in {folder}"
     col = f"best_{metric}"
-    groups = best_per_group(trials, metric, mode, ["config.model.arch", "config.model.strategy"])
-    swept = [c for c in trials.columns if c.startswith("config.") and trials[c].astype(str).nunique() > 1]
+    groups = best_per_group(trials, ["config.model.arch", "config.model.strategy"], metric, mode)
+    groups = groups.sort_values(col, ascending=(mode == "min"))
+    swept = swept_columns(trials)
     shown = list(dict.fromkeys(["config.model.arch", "config.model.strategy"] + swept + [col, "best_epoch",
                                                                                         "epochs_run"]))
     shown = [c for c in shown if c in groups.columns]

@@ -53,7 +53,7 @@ def build_searcher(study: Study):
         return None
     import optuna
     from ray.tune.search.optuna import OptunaSearch
-    searcher = OptunaSearch(space=space.optuna_space(study), sampler=optuna.samplers.TPESampler(
+    searcher = OptunaSearch(space=space.OptunaSpace(study), sampler=optuna.samplers.TPESampler(
         seed=study.trial.get("seed", 0)), metric=study.search.metric, mode=study.search.mode)
     return ConcurrencyLimiter(searcher, max_concurrent=study.search.max_concurrent or 2)
 

@@ -86,3 +86,21 @@ def test_reused_trial_processes_leak_no_state(ray_session, tmp_path):
         a, b = [g.sort_values("epoch") for _, g in group.groupby("trial_id")]
         for col in ("train_loss", "val_loss", "val_acc"):
             assert a[col].tolist() == b[col].tolist(), (lr, col)
+
+
+def test_conditional_random_and_optuna_searches(ray_session, tmp_path):
+    conditional = {"strategy": {"choice": ["linear_probe", "partial"]},
+                   "freeze_depth": {"uniform": [0.2, 0.8], "when": {"model.strategy": ["partial"]}}}
+    for algorithm in ("random", "optuna"):
+        study = study_from_dict(tiny_study(
+            f"cond_{algorithm}", model=conditional, training={"epochs": 1, "lr": {"loguniform": [1.0e-4, 1.0e-2]}},
+            search={"algorithm": algorithm, "num_samples": 6, "max_concurrent": 2}))
+        folder, grid = run_study(study, storage=str(tmp_path))
+        t = load(folder).trials
+        assert len(t) == 6 and set(t["status"]) == {"TERMINATED"}, algorithm
+        probe = t[t["config.model.strategy"] == "linear_probe"]
+        partial = t[t["config.model.strategy"] == "partial"]
+        assert probe["config.model.freeze_depth"].isna().all(), algorithm      # never sampled for linear_probe
+        assert partial["config.model.freeze_depth"].between(0.2, 0.8).all(), algorithm
+        assert t["config.training.lr"].between(1e-4, 1e-2).all()
+        assert t["config.training.lr"].nunique() == 6
