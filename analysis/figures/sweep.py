@@ -1,0 +1,134 @@
+"""The metric against one swept quantity: freeze depth, learning rate, training cost."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from analysis.aggregate import finished
+from analysis.figures import figure
+from analysis.figures._common import (ARCH, FREEZE, LR, STRATEGY, colors, fmt_value, metric_label,
+                                      ordered_labels, better)
+
+MAX_LR_POINTS = 12   # beyond this many distinct learning rates (random search), the best line uses log bins
+
+
+def _best_by(frame: pd.DataFrame, x: str, col: str, mode: str) -> pd.DataFrame:
+    """The best row for each value of ``x``, sorted by ``x``."""
+    score = better(frame[col], mode)
+    idx = score.groupby(frame[x]).idxmax()
+    return frame.loc[idx.to_numpy()].sort_values(x)
+
+
+def _labels(frame: pd.DataFrame, column: str) -> pd.Series:
+    if column in frame.columns:
+        return frame[column].map(fmt_value)
+    return pd.Series("all", index=frame.index)
+
+
+@figure("metric_vs_freeze_depth", "Validation metric against freeze depth")
+def metric_vs_freeze_depth(tables, metric: str = "val_acc", mode: str = "max") -> Optional[Figure]:
+    """One line per architecture through the best trial at each freeze depth (trials with a depth only)."""
+    col = f"best_{metric}"
+    ok = finished(tables.trials, metric)
+    if FREEZE not in ok.columns:
+        return None
+    ok = ok.assign(_x=pd.to_numeric(ok[FREEZE], errors="coerce")).dropna(subset=["_x"])
+    if ok["_x"].nunique() < 2:
+        return None
+    ok = ok.assign(_arch=_labels(ok, ARCH))
+    archs = ordered_labels(ok["_arch"], None)
+    palette = colors(archs)
+    fig = Figure(figsize=(6.5, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    for arch in archs:
+        one = ok[ok["_arch"] == arch]
+        ax.scatter(one["_x"], one[col], s=12, alpha=0.35, color=palette[arch])
+        line = _best_by(one, "_x", col, mode)
+        ax.plot(line["_x"], line[col], "-o", color=palette[arch], label=arch, ms=5)
+    ax.set_xlabel("freeze depth (fraction of stages frozen)")
+    ax.set_ylabel(f"best {metric_label(metric)}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, title="architecture")
+    ax.set_title(f"{metric_label(metric)} vs freeze depth (line: best per depth)")
+    return fig
+
+
+@figure("metric_vs_lr", "Sensitivity to the learning rate")
+def metric_vs_lr(tables, metric: str = "val_acc", mode: str = "max") -> Optional[Figure]:
+    """Every finished trial as a point (x = learning rate, log scale), one colour per strategy, a line through
+    the best trial per learning rate (per log-spaced bin when the rates were drawn at random)."""
+    col = f"best_{metric}"
+    ok = finished(tables.trials, metric)
+    if LR not in ok.columns:
+        return None
+    ok = ok.assign(_x=pd.to_numeric(ok[LR], errors="coerce"))
+    ok = ok[ok["_x"] > 0]
+    if ok["_x"].nunique() < 2:
+        return None
+    ok = ok.assign(_group=_labels(ok, STRATEGY))
+    groups = ordered_labels(ok["_group"], STRATEGY)
+    palette = colors(groups)
+    logx = np.log10(ok["_x"])
+    if ok["_x"].nunique() > MAX_LR_POINTS:
+        edges = np.linspace(logx.min(), logx.max() + 1e-9, MAX_LR_POINTS + 1)
+        ok = ok.assign(_bin=np.digitize(logx, edges))
+    else:
+        ok = ok.assign(_bin=ok["_x"])
+    fig = Figure(figsize=(6.5, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    for group in groups:
+        one = ok[ok["_group"] == group]
+        ax.scatter(one["_x"], one[col], s=10, alpha=0.3, color=palette[group])
+        line = _best_by(one, "_bin", col, mode).sort_values("_x")
+        ax.plot(line["_x"], line[col], "-o", color=palette[group], label=group, ms=4)
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel(f"best {metric_label(metric)}")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, title="strategy")
+    ax.set_title(f"{metric_label(metric)} vs learning rate ({len(ok)} trials; line: best per lr)")
+    return fig
+
+
+@figure("metric_vs_cost", "Validation metric against training cost")
+def metric_vs_cost(tables, metric: str = "val_acc", mode: str = "max") -> Optional[Figure]:
+    """Each finished trial's metric against its cost (GPU seconds when any trial used a GPU, else wall
+    seconds), one colour per architecture; the best trial is labelled."""
+    col = f"best_{metric}"
+    ok = finished(tables.trials, metric)
+    cost = None
+    for name in ("gpu_seconds", "wall_seconds"):
+        if name in ok.columns and (pd.to_numeric(ok[name], errors="coerce") > 0).any():
+            cost = name
+            break
+    if cost is None or len(ok) < 2:
+        return None
+    ok = ok.assign(_x=pd.to_numeric(ok[cost], errors="coerce"), _arch=_labels(ok, ARCH)).dropna(subset=["_x"])
+    archs = ordered_labels(ok["_arch"], None)
+    palette = colors(archs)
+    fig = Figure(figsize=(6.5, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    for arch in archs:
+        one = ok[ok["_arch"] == arch]
+        ax.scatter(one["_x"], one[col], s=16, alpha=0.6, color=palette[arch], label=arch)
+    best = ok.loc[better(ok[col], mode).idxmax()]
+    ax.scatter([best["_x"]], [best[col]], s=120, facecolors="none", edgecolors="black", lw=1.5)
+    label = f"best: {best['_arch']}"
+    if STRATEGY in ok.columns and fmt_value(best[STRATEGY]) != "n/a":
+        label += f" / {best[STRATEGY]}"
+    right = best["_x"] > ok["_x"].median()   # keep the label inside the axes
+    ax.annotate(f"{label}\n{best[col]:.3f} in {best['_x']:.0f} s", (best["_x"], best[col]),
+                xytext=(-12 if right else 12, -28), textcoords="offset points", fontsize=8,
+                ha="right" if right else "left", arrowprops={"arrowstyle": "-", "color": "0.4"})
+    positive = ok["_x"][ok["_x"] > 0]
+    if len(positive) and positive.max() / positive.min() > 100:
+        ax.set_xscale("log")
+    ax.set_xlabel(cost.replace("_", " "))
+    ax.set_ylabel(f"best {metric_label(metric)}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, title="architecture")
+    ax.set_title(f"{metric_label(metric)} vs training cost")
+    return fig
