@@ -20,8 +20,7 @@ from ray.tune import Callback
 
 TABLES = ("trials", "epochs", "per_class", "confusion")
 # Ray's own result fields worth keeping next to the trainable's metrics
-RAY_KEEP = {"time_total_s", "node_ip", "pid"}
-RAY_DROP = {"timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id", "date", "time_this_iter_s",
+RAY_DROP = {"checkpoint_dir_name", "done", "training_iteration", "trial_id", "date", "time_this_iter_s",
             "hostname", "config", "time_since_restore", "iterations_since_restore", "experiment_tag",
             "should_checkpoint", "timesteps_total", "episodes_total", "timesteps_since_restore"}
 
@@ -157,7 +156,10 @@ class ParquetSink(Callback):
         prev = self.trials.get(tid, {})
         rows = [self.epochs.get(tid, {})[e] for e in sorted(self.epochs.get(tid, {}))]
         max_epochs = self.max_epochs(nested)
+        now = time.time()
         row: dict[str, Any] = {"study": self.study, "trial_id": tid, "status": status,
+                               "started_at": prev.get("started_at") or self.started.get(tid, now),
+                               "ended_at": now if status in ("TERMINATED", "ERROR") else None,
                                "error": error if error is not None else prev.get("error"),
                                "failures": int(prev.get("failures") or 0) + failures,
                                "seed": nested.get("seed", 0), "epochs_run": len(rows), "max_epochs": max_epochs}

@@ -71,4 +71,12 @@ def run_trial(config: dict, *, base: dict, task: str, pretrained: Optional[dict]
     if trial.get("training", {}).get("threads") is None:
         torch.set_num_threads(max(1, int(cpus_per_trial)))
     ckpts = TuneCheckpoints()
-    TASKS.get(task)(trial, lambda m: ckpts.report(encode(m)), ckpts)
+    where = placement()
+    TASKS.get(task)(trial, lambda m: ckpts.report({**encode(m), **where}), ckpts)
+
+
+def placement() -> dict:
+    """Where the trial runs: Ray node id and the GPUs Ray assigned (also in CUDA_VISIBLE_DEVICES)."""
+    import ray
+    ctx = ray.get_runtime_context()
+    return {"node_id": ctx.get_node_id(), "gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids())}

@@ -23,6 +23,8 @@ from trainables.errors import ConfigError
 
 # Trials checkpoint every epoch by design; Ray's warning about frequent experiment snapshots is noise here.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+# The study's `logging:` list decides Tune's logger callbacks, not Ray's defaults.
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
 STUDY_FILE = "study.yaml"
 PRETRAINED_FILE = "pretrained.yaml"
@@ -58,10 +60,51 @@ def build_searcher(study: Study):
     return ConcurrencyLimiter(searcher, max_concurrent=study.search.max_concurrent or 2)
 
 
+class ArchResources:
+    """Per-trial resources that depend on the trial's architecture (``resources.by_arch``)."""
+
+    def __init__(self, study: Study):
+        self.study = study
+
+    def __call__(self, config: dict) -> dict:
+        arch = space.lookup(config, self.study.trial, "model.arch")
+        return self.study.resources.for_arch(arch if isinstance(arch, str) else None)
+
+
 def build_trainable(study: Study, pretrained: dict):
     fn = tune.with_parameters(run_trial, base=study.trial, task=study.task, pretrained=pretrained,
                               cpus_per_trial=study.resources.cpu)
+    if study.resources.by_arch:
+        return tune.with_resources(fn, ArchResources(study))
     return tune.with_resources(fn, {"cpu": study.resources.cpu, "gpu": study.resources.gpu})
+
+
+def logger_callbacks(study: Study) -> list:
+    """Ray Tune's logger callbacks named in ``logging:``; a missing package is a clear error."""
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
+    out = [JsonLoggerCallback()]  # Tune's own result files (Result.metrics_dataframe) need it
+    for name in study.logging:
+        if name == "json":
+            continue
+        module, needs = {"tensorboard": ("tensorboardX", "tensorboardX"), "mlflow": ("mlflow", "mlflow"),
+                         "wandb": ("wandb", "wandb"), "csv": (None, None)}[name]
+        if module:
+            try:
+                __import__(module)
+            except ImportError:
+                raise ConfigError(f"logging: {name} needs the {needs} package (pip install {needs}), "
+                                  f"or remove it from logging") from None
+        if name == "tensorboard":
+            out.append(TBXLoggerCallback())
+        elif name == "csv":
+            out.append(CSVLoggerCallback())
+        elif name == "mlflow":
+            from ray.air.integrations.mlflow import MLflowLoggerCallback
+            out.append(MLflowLoggerCallback(experiment_name=study.name))
+        elif name == "wandb":
+            from ray.air.integrations.wandb import WandbLoggerCallback
+            out.append(WandbLoggerCallback(project=study.name))
+    return out
 
 
 def build_sink(study: Study, folder: Path) -> ParquetSink:
@@ -71,7 +114,8 @@ def build_sink(study: Study, folder: Path) -> ParquetSink:
 
 def run_config(study: Study, folder: Path) -> tune.RunConfig:
     return tune.RunConfig(
-        name=study.name, storage_path=str(folder.parent), callbacks=[build_sink(study, folder)],
+        name=study.name, storage_path=str(folder.parent),
+        callbacks=[build_sink(study, folder), *logger_callbacks(study)],
         failure_config=tune.FailureConfig(max_failures=study.resources.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=study.resources.keep),
         verbose=1)
@@ -105,6 +149,7 @@ def run_study(study: Study, storage: Optional[str] = None, overwrite: bool = Fal
     """Run a study to completion; returns (study folder, ``ResultGrid``)."""
     from orchestrator.pretrain import pretrain_all
     folder = study_dir(study, storage)
+    logger_callbacks(study)  # a missing logger package fails before anything is written
     prepare_folder(study, folder, overwrite)
     pretrained = pretrain_all(study, log=log)
     (folder / PRETRAINED_FILE).write_text(yaml.safe_dump(pretrained))

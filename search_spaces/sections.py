@@ -45,6 +45,11 @@ class ResourceSpec:
     gpu: float = 0.0                    # fractions share a GPU between trials
     max_failures: int = 2
     keep: int = 2                       # checkpoints kept per trial
+    by_arch: dict = field(default_factory=dict)  # arch -> {cpu, gpu}: overrides per architecture
+
+    def for_arch(self, arch: Optional[str]) -> dict:
+        """``{"cpu": ..., "gpu": ...}`` for one trial of architecture ``arch``."""
+        return {"cpu": self.cpu, "gpu": self.gpu, **self.by_arch.get(arch, {})}
 
 
 @dataclass
@@ -167,11 +172,17 @@ def parse_resources(raw: Any) -> ResourceSpec:
     tree = mapping("resources", raw)
     no_domains("resources", tree)
     check_keys("resources", tree, _names(ResourceSpec))
+    by_arch = {}
+    for arch, res in mapping("resources.by_arch", tree.get("by_arch", {})).items():
+        res = mapping(f"resources.by_arch.{arch}", res)
+        check_keys(f"resources.by_arch.{arch}", res, ("cpu", "gpu"))
+        by_arch[str(arch)] = {k: as_number(f"resources.by_arch.{arch}.{k}", v, 0, strict=(k == "cpu"))
+                              for k, v in res.items()}
     return ResourceSpec(
         cpu=as_number("resources.cpu", tree.get("cpu", 1), 0, strict=True),
         gpu=as_number("resources.gpu", tree.get("gpu", 0), 0),
         max_failures=as_int("resources.max_failures", tree.get("max_failures", 2), 0),
-        keep=as_int("resources.keep", tree.get("keep", 2), 1))
+        keep=as_int("resources.keep", tree.get("keep", 2), 1), by_arch=by_arch)
 
 
 def parse_pretrain(path: str, raw: dict) -> PretrainSpec:

@@ -37,7 +37,8 @@ from trainables.errors import ConfigError, suggest
 STUDY_DIR = Path(__file__).resolve().parent
 TRIAL_SECTIONS = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig}
 TOP_KEYS = ("name", "task", "description", "data", "model", "training", "seed", "search", "resources", "storage",
-            "seeds")
+            "seeds", "logging")
+LOGGERS = ("tensorboard", "csv", "json", "mlflow", "wandb")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 # YAML 1.1 (PyYAML) reads 1e-3 and 1.0e3 as strings; study authors mean floats, as YAML 1.2 does.
 _EXP_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
@@ -57,6 +58,7 @@ class Study:
     seeds: int
     pretrain: Optional[PretrainSpec]
     description: str = ""
+    logging: list = field(default_factory=lambda: ["tensorboard"])  # Ray Tune logger callbacks
     source: str = field(default="", compare=False)
 
     def to_dict(self) -> dict:
@@ -85,7 +87,7 @@ class Study:
         if self.description:
             out["description"] = self.description
         return {**out, **sections, "search": search, "resources": dataclasses.asdict(self.resources),
-                "storage": self.storage, "seeds": self.seeds}
+                "storage": self.storage, "seeds": self.seeds, "logging": list(self.logging)}
 
     def max_epochs(self) -> int:
         """``training.epochs``: the constant, or the largest value of its domain.
@@ -213,9 +215,22 @@ def study_from_dict(tree: dict, source: str = "<dict>") -> Study:
                   storage=as_str("storage", tree.get("storage", "./results")),
                   seeds=as_int("seeds", tree.get("seeds", 1), 1), pretrain=pretrain,
                   description=as_str("description", description) if description is not None else "",
-                  source=source)
+                  logging=_parse_logging(tree.get("logging", ["tensorboard"])), source=source)
     _check_together(study)
     return study
+
+
+def _parse_logging(raw: Any) -> list:
+    """``logging: [tensorboard, mlflow, wandb]``: Ray Tune's logger callbacks to add (``[]``: none)."""
+    no_domains("logging", raw, DOMAINS_WHERE)
+    items = [raw] if isinstance(raw, str) else raw
+    if not isinstance(items, list):
+        raise ConfigError(f"logging: expected a list of {', '.join(LOGGERS)}, got {raw!r}")
+    for item in items:
+        if item not in LOGGERS:
+            raise ConfigError(f"logging: unknown logger {item!r}{suggest(str(item), LOGGERS)} "
+                              f"(known: {', '.join(LOGGERS)})")
+    return list(dict.fromkeys(items))
 
 
 def _exp_floats(node: Any) -> Any:

@@ -29,13 +29,23 @@ def tiny():
 
 
 @pytest.fixture(scope="session")
-def ray_session():
-    """One local Ray for the whole test session (2 CPUs, no dashboard), shut down after."""
+def _ray_teardown():
+    import ray
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def ray_session(_ray_teardown):
+    """One local Ray (2 CPUs, no dashboard) shared by the tests, started on first use and shut down at the end.
+
+    Tests that need another cluster (tests/orchestrator/test_multinode.py) shut it down; the next test that
+    asks for this fixture starts it again.
+    """
     import ray
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
+    return ray
 
 
 def tiny_study(name: str, **overrides) -> dict:
