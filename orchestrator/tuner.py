@@ -145,9 +145,20 @@ def prepare_folder(study: Study, folder: Path, overwrite: bool) -> None:
     (folder / STUDY_FILE).write_text(yaml.safe_dump(study.to_dict(), sort_keys=False))
 
 
+def absolute_data_roots(study: Study) -> None:
+    """Make relative ``data.root`` paths absolute from the driver's folder: Ray runs each trial in its own
+    working directory, where ``./data/...`` would point nowhere."""
+    sections = [study.trial.get("data", {})] + ([study.pretrain.data] if study.pretrain else [])
+    for data in sections:
+        root = data.get("root")
+        if isinstance(root, str) and "://" not in root and not os.path.isabs(os.path.expanduser(root)):
+            data["root"] = str(Path(root).resolve())
+
+
 def run_study(study: Study, storage: Optional[str] = None, overwrite: bool = False, log=print):
     """Run a study to completion; returns (study folder, ``ResultGrid``)."""
     from orchestrator.pretrain import pretrain_all
+    absolute_data_roots(study)
     folder = study_dir(study, storage)
     logger_callbacks(study)  # a missing logger package fails before anything is written
     prepare_folder(study, folder, overwrite)

@@ -104,3 +104,18 @@ def test_conditional_random_and_optuna_searches(ray_session, tmp_path):
         assert partial["config.model.freeze_depth"].between(0.2, 0.8).all(), algorithm
         assert t["config.training.lr"].between(1e-4, 1e-2).all()
         assert t["config.training.lr"].nunique() == 6
+
+
+def test_relative_data_root_works_inside_trials(ray_session, tmp_path, monkeypatch):
+    from PIL import Image
+    for c, colour in (("red", (255, 0, 0)), ("blue", (0, 0, 255))):
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        for i in range(6):
+            Image.new("RGB", (8, 8), colour).save(tmp_path / "imgs" / c / f"{i}.png")
+    monkeypatch.chdir(tmp_path)
+    study = study_from_dict(tiny_study("relroot", data={"name": "imagefolder", "root": "./imgs", "image_size": 8},
+                                       training={"epochs": 1}))
+    folder, grid = run_study(study, storage="out")
+    t = load(folder).trials
+    assert t["status"].tolist() == ["TERMINATED"], t.get("error")
+    assert t["config.data.root"].iloc[0] == str(tmp_path / "imgs")
