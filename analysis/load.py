@@ -9,11 +9,13 @@ Example:
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence, Union
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -61,23 +63,28 @@ def results_root(location: PathLike) -> tuple[pafs.FileSystem, str]:
     raise StudyNotFound(f"{location}: no results yet (no results/ folder with trials/, epochs/, ...)")
 
 
+def _read_one(fs: pafs.FileSystem, path: str):
+    for attempt in range(3):  # a part may be replaced while a running study writes it
+        try:
+            return pq.read_table(path, filesystem=fs)
+        except (OSError, FileNotFoundError):
+            time.sleep(0.05 * (attempt + 1))
+    return None
+
+
 def _read_parts(fs: pafs.FileSystem, folder: str) -> pd.DataFrame:
+    """All parts of one table as one DataFrame: read as Arrow in parallel, joined once, converted once
+    (10,000 parts convert ~10x faster than part-by-part pandas). Parts may differ in columns (e.g. val_top5
+    only with 10+ classes, or an all-empty column): permissive promotion aligns them."""
     if not _is_dir(fs, folder):
         return pd.DataFrame()
     infos = fs.get_file_info(pafs.FileSelector(folder))
-    frames = []
-    for info in sorted(infos, key=lambda i: i.path):
-        if not info.path.endswith(".parquet") or info.base_name.startswith("."):
-            continue
-        for attempt in range(3):  # a part may be replaced while a running study writes it
-            try:
-                frames.append(pq.read_table(info.path, filesystem=fs).to_pandas())
-                break
-            except (OSError, FileNotFoundError):
-                time.sleep(0.05 * (attempt + 1))
-    frames = [f for f in frames if len(f)]
-    # parts may differ in columns (e.g. val_top5 only with 10+ classes): concat aligns them
-    return pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
+    paths = sorted(i.path for i in infos if i.path.endswith(".parquet") and not i.base_name.startswith("."))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        tables = [t for t in pool.map(lambda p: _read_one(fs, p), paths) if t is not None and t.num_rows]
+    if not tables:
+        return pd.DataFrame()
+    return pa.concat_tables(tables, promote_options="permissive").to_pandas()
 
 
 def read_table(location: PathLike, table: str) -> pd.DataFrame:
