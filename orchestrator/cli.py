@@ -56,15 +56,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def start_ray(address: Optional[str]) -> None:
+def start_ray(address: Optional[str], dashboard: bool = False, dashboard_host: str = "127.0.0.1") -> None:
+    """Join the cluster at ``address``, or start a local Ray (with its dashboard only when asked, and then
+    bound to loopback unless ``dashboard_host`` says otherwise)."""
     import ray
     if ray.is_initialized():
         return
     # Trial output stays in the trials' logs; the terminal shows Tune's progress table and the summary.
     if address:
-        ray.init(address=address, log_to_driver=False)
+        ctx = ray.init(address=address, log_to_driver=False)
     else:
-        ray.init(include_dashboard=False, log_to_driver=False)
+        ctx = ray.init(include_dashboard=dashboard, dashboard_host=dashboard_host, log_to_driver=False)
+    url = getattr(ctx, "dashboard_url", None)
+    if url and (dashboard or address):
+        print(f"Ray dashboard: http://{url} (if it asks for a token: ray get-auth-token)", flush=True)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -81,7 +86,7 @@ def run_and_summarize(args: argparse.Namespace) -> Path:
     from trainables.config import trial_config
     study = load_study(find_study(args.study), args.set or [])
     check_names(study, preflight, trial_config)
-    start_ray(args.address)
+    start_ray(args.address, getattr(args, "dashboard", False), getattr(args, "dashboard_host", "127.0.0.1"))
     folder, _ = run_study(study, storage=args.storage, overwrite=args.overwrite)
     print(summary(folder, study.search.metric, study.search.mode))
     return Path(folder)
@@ -100,7 +105,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from orchestrator.summary import summary
     from orchestrator.tuner import load_study_dir, resume_study
     study, _ = load_study_dir(args.study_dir)
-    start_ray(args.address)
+    start_ray(args.address, getattr(args, "dashboard", False), getattr(args, "dashboard_host", "127.0.0.1"))
     folder, _ = resume_study(args.study_dir)
     print(summary(folder, study.search.metric, study.search.mode))
     return 0
@@ -169,12 +174,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a study field")
     r.add_argument("--storage", help="results folder or URI (default: the study's storage, ./results)")
     r.add_argument("--address", help="an existing Ray cluster: auto or ray://host:10001")
+    r.add_argument("--dashboard", action="store_true", help="start the Ray dashboard with a local Ray")
+    r.add_argument("--dashboard-host", default="127.0.0.1",
+                   help="address the dashboard binds to (default 127.0.0.1: this machine only)")
     r.add_argument("--overwrite", action="store_true", help="replace earlier results of the same study")
     r.set_defaults(func=cmd_run)
 
     rs = sub.add_parser("resume", help="continue an interrupted study from its folder")
     rs.add_argument("study_dir")
     rs.add_argument("--address", help="an existing Ray cluster: auto or ray://host:10001")
+    rs.add_argument("--dashboard", action="store_true", help="start the Ray dashboard with a local Ray")
+    rs.add_argument("--dashboard-host", default="127.0.0.1", help="address the dashboard binds to")
     rs.set_defaults(func=cmd_resume)
 
     st = sub.add_parser("status", help="a table of a study's trials, while it runs or after")
