@@ -6,29 +6,11 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import yaml
 
-from trainables.errors import USER_ERRORS, ConfigError
+from trainables.config import read_yaml
+from trainables.errors import USER_ERRORS
 
 EXIT_USAGE = 2
-
-
-def read_yaml(path: str) -> dict:
-    """A YAML mapping from ``path``; syntax errors name the line."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise ConfigError(f"{p}: no such file")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{p}:{where}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a mapping at the top level")
-    return data
 
 
 def format_epoch(m: dict, epochs: int) -> str:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 
 from analysis.aggregate import best_per_group, swept_columns
 from analysis.load import load

@@ -25,13 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
-import yaml
 
 from search_spaces.domains import FLOAT_KINDS, Domain, looks_like_domain, parse_domain, thaw
 from search_spaces.sections import (DOMAINS_WHERE, PretrainSpec, ResourceSpec, SearchSpec, as_int, as_str,
                                     check_keys, mapping, no_domains, parse_pretrain, parse_resources, parse_search)
-from trainables.config import (DataConfig, ModelConfig, TrainingConfig, TrialConfig, apply_overrides, set_dotted,
-                               trial_config)
+from trainables.config import (DataConfig, ModelConfig, TrainingConfig, TrialConfig, apply_overrides, read_yaml,
+                               set_dotted, trial_config)
 from trainables.errors import ConfigError, suggest
 
 STUDY_DIR = Path(__file__).resolve().parent
@@ -246,17 +245,7 @@ def _exp_floats(node: Any) -> Any:
 
 def read_study_yaml(path: Path) -> dict:
     """A study file's mapping; a syntax error names the line."""
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}:{where}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return data
+    return read_yaml(path)
 
 
 def load_study(path: Union[str, Path], overrides: Sequence[str] = ()) -> Study:

@@ -170,6 +170,25 @@ def apply_overrides(tree: dict, overrides: list[str]) -> dict:
     return tree
 
 
+def read_yaml(path) -> dict:
+    """A YAML mapping from a file (``yaml.safe_load`` only); a syntax error names the line."""
+    from pathlib import Path
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such file")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{p}:{where}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping at the top level")
+    return data
+
+
 def trial_config(values: dict | TrialConfig | None = None) -> TrialConfig:
     """Build and validate a TrialConfig from a nested dict (or pass one through).
 
