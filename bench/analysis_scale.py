@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import matplotlib.pyplot as plt  # noqa: E402
 
 from analysis.figures import FIGURES  # noqa: E402
-from analysis.load import load  # noqa: E402
+from analysis.load import compact, load  # noqa: E402
 from analysis.report import write_report  # noqa: E402
 from analysis.synthetic import synthetic_tables, write_tables  # noqa: E402
 
@@ -64,7 +64,10 @@ def main() -> None:
         if not args.no_write:
             timed("write parts", write_tables, tables, folder)
             parts = sum(1 for _ in (folder / "results").rglob("*.parquet"))
-            loaded, _ = timed(f"load ({parts:,} parts)", load, folder)
+            loaded, _ = timed(f"load from the parts ({parts:,} files: a running study)", load, folder)
+            assert len(loaded.trials) == len(tables.trials) and len(loaded.epochs) == len(tables.epochs)
+            timed("compact (what the sink does when a study ends)", compact, folder)
+            loaded, _ = timed("load a finished study (one snapshot per table)", load, folder)
             assert len(loaded.trials) == len(tables.trials) and len(loaded.epochs) == len(tables.epochs)
             tables = loaded
         total = 0.0

@@ -137,6 +137,12 @@ class ParquetSink(Callback):
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         self._write_trial(trial, "ERROR", error=error_message(trial), failures=+1)
 
+    def on_experiment_end(self, trials: list, **info) -> None:
+        """One snapshot file per table, so a finished study reads in a second (see analysis.load.compact)."""
+        from analysis.load import compact
+        if any((self.root / t).is_dir() for t in TABLES):
+            compact(self.root)
+
     # ---- tables ----------------------------------------------------------------------------------------
     def _write_per_class(self, tid: str, split: str, pc: dict, confusion: list, epoch: int) -> None:
         for table, rows in (("per_class", [

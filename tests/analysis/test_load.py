@@ -52,3 +52,26 @@ def test_parts_with_differing_columns_align(tmp_path):
     assert list(epochs["trial_id"]) == ["t1", "t2"]
     assert pd.isna(epochs.loc[0, "val_top5"]) and epochs.loc[1, "val_top5"] == 0.9
     assert load(tmp_path).trials.empty  # a table with no parts yet is an empty frame
+
+
+def test_snapshot_is_used_only_while_the_parts_are_unchanged(tmp_path):
+    import os
+
+    import pandas as pd
+
+    from analysis.load import compact, load
+    from analysis.synthetic import synthetic_tables, write_tables
+    folder = write_tables(synthetic_tables(n_trials=12, n_epochs=4), tmp_path / "s")
+    before = load(folder)
+    compact(folder)
+    assert (folder / "results" / "epochs.snapshot.parquet").is_file()
+    after = load(folder)
+    for t in ("trials", "epochs", "per_class", "confusion"):
+        pd.testing.assert_frame_equal(getattr(before, t), getattr(after, t))
+    # a part rewritten after the snapshot (a resumed study): the parts win
+    part = sorted((folder / "results" / "trials").glob("*.parquet"))[0]
+    df = pd.read_parquet(part)
+    df["status"] = "CHANGED"
+    df.to_parquet(part)
+    os.utime(part, ns=(1, 10**18))
+    assert "CHANGED" in set(load(folder).trials["status"])
