@@ -117,7 +117,9 @@ def run_config(study: Study, folder: Path) -> tune.RunConfig:
         name=study.name, storage_path=str(folder.parent),
         callbacks=[build_sink(study, folder), *logger_callbacks(study)],
         failure_config=tune.FailureConfig(max_failures=study.resources.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=study.resources.keep),
+        # At least 2: with 1, Ray deletes a trial's previous checkpoint before the experiment snapshot that
+        # still names it is replaced, and a driver killed in between cannot resume that trial.
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=max(2, study.resources.keep)),
         verbose=1)
 
 

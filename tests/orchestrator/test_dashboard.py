@@ -63,8 +63,10 @@ def test_dashboard_shows_the_running_study_on_loopback_only(tmp_path):
                      if c.status == psutil.CONN_LISTEN and c.laddr.port == port]
         assert listening and set(listening) <= {"127.0.0.1"}, listening
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
         try:
+            os.killpg(proc.pid, signal.SIGINT)
             proc.wait(timeout=60)
+        except ProcessLookupError:  # it had already ended (the assertion above says why)
+            pass
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -74,7 +74,10 @@ def test_node_removed_mid_study_trials_resume_elsewhere(cluster, tmp_path):
                 e = load(folder).epochs
             except Exception:  # noqa: BLE001 - nothing written yet
                 e = None
-            if e is not None and len(e) and (e["node_id"] == victim.node_id).any() and e["epoch"].max() >= 2:
+            on_victim = e[e["node_id"] == victim.node_id].groupby("trial_id")["epoch"].max() if e is not None \
+                and len(e) else None
+            # remove the node once both of its trials have checkpointed 2 epochs there
+            if on_victim is not None and len(on_victim) == 2 and on_victim.min() >= 2:
                 c.remove_node(victim)
                 removed.set()
                 return
