@@ -30,10 +30,11 @@ def test_search_spaces_and_analysis_need_no_ray_or_torch():
 
 
 def test_no_unsafe_loading():
+    torch_load, yaml_load = "torch" + ".load(", "yaml" + ".load("  # spelled apart so this file is no match itself
     for folder in ("trainables", "orchestrator", "analysis", "search_spaces"):
         for path in (ROOT / folder).rglob("*.py"):
             text = path.read_text()
             for line in text.splitlines():
-                if "torch.load(" in line:
+                if torch_load in line:
                     assert "weights_only=True" in line, f"{path}: {line}"
-                assert "yaml.load(" not in line, f"{path}: {line}"
+                assert yaml_load not in line, f"{path}: {line}"
