@@ -28,6 +28,13 @@ def _labels(frame: pd.DataFrame, column: str) -> pd.Series:
     return pd.Series("all", index=frame.index)
 
 
+
+def _per_arch_axes(ok: pd.DataFrame):
+    """A figure with one axes and a colour per architecture (``_arch`` column), in a stable order."""
+    archs = ordered_labels(ok["_arch"], None)
+    fig = Figure(figsize=(6.5, 4.2), layout="constrained")
+    return fig, fig.add_subplot(), archs, colors(archs)
+
 @figure("metric_vs_freeze_depth", "Validation metric against freeze depth")
 def metric_vs_freeze_depth(tables, metric: str = "val_acc", mode: str = "max") -> Optional[Figure]:
     """One line per architecture through the best trial at each freeze depth (trials with a depth only)."""
@@ -39,10 +46,7 @@ def metric_vs_freeze_depth(tables, metric: str = "val_acc", mode: str = "max") -
     if ok["_x"].nunique() < 2:
         return None
     ok = ok.assign(_arch=_labels(ok, ARCH))
-    archs = ordered_labels(ok["_arch"], None)
-    palette = colors(archs)
-    fig = Figure(figsize=(6.5, 4.2), layout="constrained")
-    ax = fig.add_subplot()
+    fig, ax, archs, palette = _per_arch_axes(ok)
     for arch in archs:
         one = ok[ok["_arch"] == arch]
         ax.scatter(one["_x"], one[col], s=12, alpha=0.35, color=palette[arch])
@@ -107,10 +111,7 @@ def metric_vs_cost(tables, metric: str = "val_acc", mode: str = "max") -> Option
     if cost is None or len(ok) < 2:
         return None
     ok = ok.assign(_x=pd.to_numeric(ok[cost], errors="coerce"), _arch=_labels(ok, ARCH)).dropna(subset=["_x"])
-    archs = ordered_labels(ok["_arch"], None)
-    palette = colors(archs)
-    fig = Figure(figsize=(6.5, 4.2), layout="constrained")
-    ax = fig.add_subplot()
+    fig, ax, archs, palette = _per_arch_axes(ok)
     for arch in archs:
         one = ok[ok["_arch"] == arch]
         ax.scatter(one["_x"], one[col], s=16, alpha=0.6, color=palette[arch], label=arch)
