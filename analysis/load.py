@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import pandas as pd
 import pyarrow as pa
@@ -42,7 +42,8 @@ class StudyTables:
         return self.trials.empty
 
 
-def _filesystem(location: PathLike) -> tuple[pafs.FileSystem, str]:
+def filesystem(location: PathLike) -> tuple[pafs.FileSystem, str]:
+    """``pyarrow.fs`` filesystem and path of a local folder or a URI (``s3://bucket/x?endpoint_override=...``)."""
     text = str(location)
     if "://" in text:
         return pafs.FileSystem.from_uri(text)
@@ -53,9 +54,9 @@ def _is_dir(fs: pafs.FileSystem, path: str) -> bool:
     return fs.get_file_info(path).type == pafs.FileType.Directory
 
 
-def results_root(location: PathLike) -> tuple[pafs.FileSystem, str]:
+def results_root(location: PathLike, fs: Optional[pafs.FileSystem] = None) -> tuple[pafs.FileSystem, str]:
     """The filesystem and the folder that holds the tables (``<study>/results`` or the folder itself)."""
-    fs, path = _filesystem(location)
+    fs, path = (fs, str(location).rstrip("/")) if fs is not None else filesystem(location)
     if _is_dir(fs, f"{path}/results"):
         return fs, f"{path}/results"
     if any(_is_dir(fs, f"{path}/{t}") for t in TABLES):
@@ -123,14 +124,15 @@ def read_table(location: PathLike, table: str) -> pd.DataFrame:
     return _frame(_read_parts(fs, root, table))
 
 
-def compact(location: PathLike) -> None:
+def compact(location: PathLike, filesystem: Optional[pafs.FileSystem] = None) -> None:
     """Write one snapshot file per table next to its parts (``results/<table>.snapshot.parquet``).
 
     Reading 40,000 small parts takes about a minute on 2 cores; one snapshot reads in about a second.
     A snapshot records which parts it was made from and is used only while they are unchanged, so a
     resumed or still-running study is always read from its parts. The sink calls this when a study ends.
+    ``filesystem``: the filesystem ``location`` is a path on (default: from the location, local or URI).
     """
-    fs, root = results_root(location)
+    fs, root = results_root(location, filesystem)
     for table in TABLES:
         infos = _part_infos(fs, f"{root}/{table}")
         data = _read_parts(fs, root, table)

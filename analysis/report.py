@@ -323,7 +323,7 @@ def write_report(study_dir, out=None, log: Optional[Callable[[str], None]] = Non
     if out is None:
         text = str(study_dir)
         out = Path(text).expanduser() / "report.html" if "://" not in text else Path(
-            f"{text.rstrip('/').rsplit('/', 1)[-1]}-report.html")
+            f"{text.partition('?')[0].rstrip('/').rsplit('/', 1)[-1]}-report.html")
     path = Path(out).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")

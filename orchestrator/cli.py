@@ -59,7 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_and_summarize(args: argparse.Namespace) -> Path:
+def run_and_summarize(args: argparse.Namespace) -> Path | str:
     """Run the study of ``tlsweep run``, print its summary and return its folder."""
     from orchestrator.summary import summary
     from orchestrator.tuner import run_study
@@ -71,7 +71,7 @@ def run_and_summarize(args: argparse.Namespace) -> Path:
     start_ray(args.address, getattr(args, "dashboard", False), getattr(args, "dashboard_host", "127.0.0.1"))
     folder, _ = run_study(study, storage=args.storage, overwrite=args.overwrite)
     print(summary(folder, study.search.metric, study.search.mode))
-    return Path(folder)
+    return folder
 
 
 def check_names(study, preflight, trial_config) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from ray.tune import Callback
 
@@ -25,16 +26,37 @@ RAY_DROP = {"checkpoint_dir_name", "done", "training_iteration", "trial_id", "da
             "should_checkpoint", "timesteps_total", "episodes_total", "timesteps_since_restore"}
 
 
-def write_part(path: Path, rows: list[dict]) -> None:
-    """Write rows as one Parquet file atomically (temporary file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(pa.Table.from_pylist(rows), tmp)
-    os.replace(tmp, path)
+def write_part(path: str, rows: list[dict], fs: Optional[pafs.FileSystem] = None) -> None:
+    """Write rows as one Parquet file atomically: temporary file + rename on a local disk; an object store
+    (``s3://``, ``gs://``) replaces an object whole, so a reader never sees half of it either."""
+    table = pa.Table.from_pylist(rows)
+    if fs is None or isinstance(fs, pafs.LocalFileSystem):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp")
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    else:
+        pq.write_table(table, path, filesystem=fs)
 
 
-def read_part(path: Path) -> list[dict]:
-    return pq.read_table(path).to_pylist() if path.is_file() else []
+def read_part(path: str, fs: Optional[pafs.FileSystem] = None) -> list[dict]:
+    fs = fs or pafs.LocalFileSystem()
+    if fs.get_file_info(path).type != pafs.FileType.File:
+        return []
+    return pq.read_table(path, filesystem=fs).to_pylist()
+
+
+def list_parts(folder: str, fs: Optional[pafs.FileSystem] = None) -> list[str]:
+    """Paths of the ``*.parquet`` parts in ``folder`` (none when it does not exist)."""
+    fs = fs or pafs.LocalFileSystem()
+    if fs.get_file_info(folder).type != pafs.FileType.Directory:
+        return []
+    return sorted(i.path for i in fs.get_file_info(pafs.FileSelector(folder))
+                  if i.base_name.endswith(".parquet") and not i.base_name.startswith("."))
+
+
+def stem(path: str) -> str:
+    return path.rsplit("/", 1)[-1].removesuffix(".parquet")
 
 
 def flatten(tree: dict, prefix: str = "config.") -> dict:
@@ -72,11 +94,13 @@ class ParquetSink(Callback):
         trial_config: ``fn(tune_config) -> (nested trial config, swept values)`` for the ``config.*`` columns.
         max_epochs: ``fn(nested trial config) -> epochs`` the trial was configured for (to tell early stops).
         metric, mode: the study's metric, for the best-epoch columns.
+        filesystem: a ``pyarrow.fs`` filesystem when ``root`` is on one (an ``s3://`` study); default local.
     """
 
     def __init__(self, root: str, study: str, trial_config, max_epochs, metric: str = "val_acc",
-                 mode: str = "max"):
-        self.root = Path(root)
+                 mode: str = "max", filesystem: Optional[pafs.FileSystem] = None):
+        self.fs = filesystem or pafs.LocalFileSystem()
+        self.root = str(root).rstrip("/")
         self.study = study
         self.trial_config = trial_config
         self.max_epochs = max_epochs
@@ -91,15 +115,15 @@ class ParquetSink(Callback):
     # ---- state: the files are the truth; a restored driver reloads them ---------------------------------
     def setup(self, **info) -> None:
         self._reset()
-        for part in (self.root / "epochs").glob("*.parquet"):
-            self.epochs[part.stem] = {int(r["epoch"]): r for r in read_part(part)}
-        for part in (self.root / "trials").glob("*.parquet"):
-            rows = read_part(part)
+        for part in list_parts(f"{self.root}/epochs", self.fs):
+            self.epochs[stem(part)] = {int(r["epoch"]): r for r in read_part(part, self.fs)}
+        for part in list_parts(f"{self.root}/trials", self.fs):
+            rows = read_part(part, self.fs)
             if rows:
-                self.trials[part.stem] = rows[0]
+                self.trials[stem(part)] = rows[0]
 
-    def path(self, table: str, trial_id: str) -> Path:
-        return self.root / table / f"{trial_id}.parquet"
+    def path(self, table: str, trial_id: str) -> str:
+        return f"{self.root}/{table}/{trial_id}.parquet"
 
     # ---- Tune callbacks --------------------------------------------------------------------------------
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
@@ -121,7 +145,7 @@ class ParquetSink(Callback):
             if isinstance(v, (int, float, str, bool)) or v is None:
                 row[k] = v
         rows[int(epoch)] = row
-        write_part(self.path("epochs", tid), [rows[e] for e in sorted(rows)])
+        write_part(self.path("epochs", tid), [rows[e] for e in sorted(rows)], self.fs)
         for split, pc_key, cm_key in (("val", "per_class", "confusion"), ("test", "test_per_class", "test_confusion")):
             if isinstance(result.get(pc_key), str):
                 self._write_per_class(tid, split, json.loads(result[pc_key]), json.loads(result[cm_key]),
@@ -140,8 +164,8 @@ class ParquetSink(Callback):
     def on_experiment_end(self, trials: list, **info) -> None:
         """One snapshot file per table, so a finished study reads in a second (see analysis.load.compact)."""
         from analysis.load import compact
-        if any((self.root / t).is_dir() for t in TABLES):
-            compact(self.root)
+        if any(list_parts(f"{self.root}/{t}", self.fs) for t in TABLES):
+            compact(self.root, filesystem=self.fs)
 
     # ---- tables ----------------------------------------------------------------------------------------
     def _write_per_class(self, tid: str, split: str, pc: dict, confusion: list, epoch: int) -> None:
@@ -153,8 +177,8 @@ class ParquetSink(Callback):
                      "predicted": p, "count": int(c)}
                     for t, row in enumerate(confusion) for p, c in enumerate(row) if c])):
             path = self.path(table, tid)
-            kept = [r for r in read_part(path) if r["split"] != split]
-            write_part(path, kept + rows)
+            kept = [r for r in read_part(path, self.fs) if r["split"] != split]
+            write_part(path, kept + rows, self.fs)
 
     def _write_trial(self, trial, status: str, error: Optional[str] = None, failures: int = 0) -> None:
         tid = trial.trial_id
@@ -192,4 +216,4 @@ class ParquetSink(Callback):
                 if k.startswith(("val_", "train_")) and isinstance(v, (int, float)):
                     row[f"best_{k}"] = v
         self.trials[tid] = row
-        write_part(self.path("trials", tid), [row])
+        write_part(self.path("trials", tid), [row], self.fs)

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from analysis.aggregate import best_per_group, swept_columns
 from analysis.load import load
+from orchestrator.storage import is_uri, redact
 
 
 def status_table(folder: str | Path, metric: str = "val_acc") -> str:
@@ -49,5 +49,6 @@ def summary(folder: str | Path, metric: str = "val_acc", mode: str = "max") -> s
                  f"{len(stopped)} stopped early by ASHA, {(trials['status'] == 'ERROR').sum()} errored); "
                  f"epochs run {run}, saved by early stopping {saved} "
                  f"({saved / max(1, saved + run):.0%} of a full run)")
-    lines.append(f"results: {Path(folder).resolve() / 'results'}")
+    where = redact(f"{folder}".partition("?")[0]) + "/results" if is_uri(folder) else Path(folder).resolve() / "results"
+    lines.append(f"results: {where}")
     return "\n".join(lines)

@@ -1,7 +1,8 @@
 """The Ray Tune function that runs one trial: resolve its config, call the task's ``train``, relay reports.
 
 Per-epoch metrics go to ``ray.tune.report`` together with the epoch's checkpoint; per-class tables and
-confusion matrices travel as JSON strings so every result stays flat for Tune's loggers.
+confusion matrices travel as JSON strings so every result stays flat for Tune's loggers. A trial of
+``resources.workers_per_trial`` > 1 trains on that many data-parallel workers instead (orchestrator.ddp).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Optional
 from ray import tune
 
 from orchestrator.space import resolve
+from search_spaces.sections import ResourceSpec
 from trainables.checkpoint import read, write_atomic
 from trainables.registry import Registry
 
@@ -61,13 +63,19 @@ def encode(metrics: dict) -> dict:
 
 
 def run_trial(config: dict, *, base: dict, task: str, pretrained: Optional[dict] = None,
-              cpus_per_trial: float = 1.0) -> None:
+              cpus_per_trial: float = 1.0, resources: Optional[ResourceSpec] = None) -> None:
     """Tune entry point (wrapped with ``tune.with_parameters`` and ``tune.with_resources``)."""
     import torch
     trial = resolve(base, config)
     arch = trial.get("model", {}).get("arch")
     if pretrained and arch in pretrained:
         trial.setdefault("model", {})["weights"] = f"file:{pretrained[arch]}"
+    if resources is not None and resources.workers_per_trial > 1:
+        from orchestrator.ddp import run_data_parallel
+        per_worker = resources.for_arch(arch if isinstance(arch, str) else None)
+        run_data_parallel(trial, task, workers=resources.workers_per_trial, cpu=per_worker["cpu"],
+                          gpu=per_worker["gpu"], keep=resources.keep, report=tune.report)
+        return
     if trial.get("training", {}).get("threads") is None:
         torch.set_num_threads(max(1, int(cpus_per_trial)))
     ckpts = TuneCheckpoints()

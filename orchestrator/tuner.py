@@ -17,6 +17,7 @@ from ray.tune.search import ConcurrencyLimiter
 
 from orchestrator import space
 from orchestrator.sink import ParquetSink
+from orchestrator.storage import StudyStore, as_location, study_location
 from orchestrator.trainable import run_trial
 from search_spaces import Study, study_from_dict
 from trainables.errors import ConfigError
@@ -25,13 +26,17 @@ from trainables.errors import ConfigError
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 # The study's `logging:` list decides Tune's logger callbacks, not Ray's defaults.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+# Ray Train V2 (TorchTrainer launched inside a Tune function, resources.workers_per_trial): set before ray.init so
+# that the Ray processes, the trial actors among them, inherit it.
+os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 
 STUDY_FILE = "study.yaml"
 PRETRAINED_FILE = "pretrained.yaml"
 
 
-def study_dir(study: Study, storage: Optional[str] = None) -> Path:
-    return Path(storage or study.storage).expanduser().resolve() / study.name
+def study_dir(study: Study, storage: Optional[str] = None) -> Path | str:
+    """``<storage>/<study name>``: a local Path, or a URI string (orchestrator.storage)."""
+    return study_location(storage or study.storage, study.name)
 
 
 def trial_view(study: Study, config: dict) -> tuple[dict, dict]:
@@ -73,7 +78,12 @@ class ArchResources:
 
 def build_trainable(study: Study, pretrained: dict):
     fn = tune.with_parameters(run_trial, base=study.trial, task=study.task, pretrained=pretrained,
-                              cpus_per_trial=study.resources.cpu)
+                              cpus_per_trial=study.resources.cpu, resources=study.resources)
+    if study.resources.workers_per_trial > 1:
+        # The trial only drives a Ray Train run; its workers reserve {cpu, gpu} each (by_arch too) in the
+        # placement group Train creates for them (orchestrator.ddp).
+        from orchestrator.ddp import DRIVER_RESOURCES
+        return tune.with_resources(fn, DRIVER_RESOURCES)
     if study.resources.by_arch:
         return tune.with_resources(fn, ArchResources(study))
     return tune.with_resources(fn, {"cpu": study.resources.cpu, "gpu": study.resources.gpu})
@@ -107,15 +117,15 @@ def logger_callbacks(study: Study) -> list:
     return out
 
 
-def build_sink(study: Study, folder: Path) -> ParquetSink:
-    return ParquetSink(str(folder / "results"), study.name, functools.partial(trial_view, study), trial_epochs,
-                       study.search.metric, study.search.mode)
+def build_sink(study: Study, store: StudyStore) -> ParquetSink:
+    return ParquetSink(store.join("results"), study.name, functools.partial(trial_view, study), trial_epochs,
+                       study.search.metric, study.search.mode, filesystem=store.fs)
 
 
-def run_config(study: Study, folder: Path) -> tune.RunConfig:
+def run_config(study: Study, store: StudyStore) -> tune.RunConfig:
     return tune.RunConfig(
-        name=study.name, storage_path=str(folder.parent),
-        callbacks=[build_sink(study, folder), *logger_callbacks(study)],
+        name=study.name, **store.tune_storage(),
+        callbacks=[build_sink(study, store), *logger_callbacks(study)],
         failure_config=tune.FailureConfig(max_failures=study.resources.max_failures),
         # At least 2: with 1, Ray deletes a trial's previous checkpoint before the experiment snapshot that
         # still names it is replaced, and a driver killed in between cannot resume that trial.
@@ -135,16 +145,14 @@ def tune_config(study: Study) -> tune.TuneConfig:
         reuse_actors=True)
 
 
-def prepare_folder(study: Study, folder: Path, overwrite: bool) -> None:
+def prepare_folder(study: Study, store: StudyStore, overwrite: bool) -> None:
     """Refuse to clobber an earlier run of the same study; write the resolved study next to its results."""
-    if folder.exists() and any(folder.iterdir()):
+    if store.has_content():
         if not overwrite:
-            raise ConfigError(f"{folder}: results of study {study.name!r} already exist; continue them with "
-                              f"'tlsweep resume {folder}' or start over with --overwrite")
-        import shutil
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / STUDY_FILE).write_text(yaml.safe_dump(study.to_dict(), sort_keys=False))
+            raise ConfigError(f"{store}: results of study {study.name!r} already exist; continue them with "
+                              f"'tlsweep resume {store}' or start over with --overwrite")
+        store.remove()
+    store.write_text(STUDY_FILE, yaml.safe_dump(study.to_dict(), sort_keys=False))
 
 
 def absolute_data_roots(study: Study) -> None:
@@ -162,29 +170,33 @@ def run_study(study: Study, storage: Optional[str] = None, overwrite: bool = Fal
     from orchestrator.pretrain import pretrain_all
     absolute_data_roots(study)
     folder = study_dir(study, storage)
+    store = StudyStore(folder)
     logger_callbacks(study)  # a missing logger package fails before anything is written
-    prepare_folder(study, folder, overwrite)
+    prepare_folder(study, store, overwrite)
     pretrained = pretrain_all(study, log=log)
-    (folder / PRETRAINED_FILE).write_text(yaml.safe_dump(pretrained))
+    store.write_text(PRETRAINED_FILE, yaml.safe_dump(pretrained))
     param_space = {} if study.search.algorithm == "optuna" else space.param_space(study)
     tuner = tune.Tuner(build_trainable(study, pretrained), param_space=param_space,
-                       tune_config=tune_config(study), run_config=run_config(study, folder))
+                       tune_config=tune_config(study), run_config=run_config(study, store))
     return folder, tuner.fit()
 
 
-def load_study_dir(folder: str | os.PathLike) -> tuple[Study, Path]:
-    path = Path(folder).expanduser().resolve()
-    if not (path / STUDY_FILE).is_file():
-        raise ConfigError(f"{path}: not a study folder (no {STUDY_FILE}); run a study with 'tlsweep run' first")
-    return study_from_dict(yaml.safe_load((path / STUDY_FILE).read_text()), str(path / STUDY_FILE)), path
+def load_study_dir(folder: str | os.PathLike) -> tuple[Study, Path | str]:
+    """The study saved in a study folder (local path or URI) and that folder's location."""
+    location = as_location(folder)
+    store = StudyStore(location)
+    if not store.is_file(STUDY_FILE):
+        raise ConfigError(f"{store}: not a study folder (no {STUDY_FILE}); run a study with 'tlsweep run' first")
+    return study_from_dict(yaml.safe_load(store.read_text(STUDY_FILE)), f"{store}/{STUDY_FILE}"), location
 
 
 def resume_study(folder: str | os.PathLike):
     """Continue an interrupted study: unfinished and errored trials resume from their last checkpoints."""
-    study, path = load_study_dir(folder)
-    if not tune.Tuner.can_restore(str(path)):
-        raise ConfigError(f"{path}: no Ray Tune experiment state to resume (was the study started?)")
-    pretrained = yaml.safe_load((path / PRETRAINED_FILE).read_text()) if (path / PRETRAINED_FILE).is_file() else {}
-    tuner = tune.Tuner.restore(str(path), trainable=build_trainable(study, pretrained or {}),
+    study, location = load_study_dir(folder)
+    store = StudyStore(location)
+    if not tune.Tuner.can_restore(**store.tune_restore()):
+        raise ConfigError(f"{store}: no Ray Tune experiment state to resume (was the study started?)")
+    pretrained = yaml.safe_load(store.read_text(PRETRAINED_FILE)) if store.is_file(PRETRAINED_FILE) else {}
+    tuner = tune.Tuner.restore(**store.tune_restore(), trainable=build_trainable(study, pretrained or {}),
                                resume_unfinished=True, resume_errored=True)
-    return path, tuner.fit()
+    return location, tuner.fit()

@@ -46,6 +46,7 @@ class ResourceSpec:
     max_failures: int = 2
     keep: int = 2                       # checkpoints kept per trial
     by_arch: dict = field(default_factory=dict)  # arch -> {cpu, gpu}: overrides per architecture
+    workers_per_trial: int = 1          # > 1: data-parallel workers per trial, each with {cpu, gpu} above
 
     def for_arch(self, arch: Optional[str]) -> dict:
         """``{"cpu": ..., "gpu": ...}`` for one trial of architecture ``arch``."""
@@ -168,7 +169,8 @@ def parse_search(raw: Any) -> SearchSpec:
 
 
 def parse_resources(raw: Any) -> ResourceSpec:
-    """The ``resources`` section: per-trial CPUs and GPUs (fractions allowed), retries, checkpoints kept."""
+    """The ``resources`` section: per-trial CPUs and GPUs (fractions allowed), retries, checkpoints kept,
+    data-parallel workers per trial (``cpu`` / ``gpu`` are then per worker)."""
     tree = mapping("resources", raw)
     no_domains("resources", tree)
     check_keys("resources", tree, _names(ResourceSpec))
@@ -178,11 +180,20 @@ def parse_resources(raw: Any) -> ResourceSpec:
         check_keys(f"resources.by_arch.{arch}", res, ("cpu", "gpu"))
         by_arch[str(arch)] = {k: as_number(f"resources.by_arch.{arch}.{k}", v, 0, strict=(k == "cpu"))
                               for k, v in res.items()}
-    return ResourceSpec(
+    spec = ResourceSpec(
         cpu=as_number("resources.cpu", tree.get("cpu", 1), 0, strict=True),
         gpu=as_number("resources.gpu", tree.get("gpu", 0), 0),
         max_failures=as_int("resources.max_failures", tree.get("max_failures", 2), 0),
-        keep=as_int("resources.keep", tree.get("keep", 2), 1), by_arch=by_arch)
+        keep=as_int("resources.keep", tree.get("keep", 2), 1), by_arch=by_arch,
+        workers_per_trial=as_int("resources.workers_per_trial", tree.get("workers_per_trial", 1), 1))
+    if spec.workers_per_trial > 1:
+        gpus = [("resources.gpu", spec.gpu)] + [(f"resources.by_arch.{a}.gpu", r["gpu"]) for a, r in by_arch.items()
+                                                if "gpu" in r]
+        for where, gpu in gpus:
+            if gpu % 1:
+                raise ConfigError(f"{where}: {gpu:g} GPU per worker; data-parallel workers (workers_per_trial: "
+                                  f"{spec.workers_per_trial}) need whole GPUs (NCCL cannot run two ranks on one GPU)")
+    return spec
 
 
 def parse_pretrain(path: str, raw: dict) -> PretrainSpec:

@@ -6,6 +6,12 @@ Plain PyTorch, no Ray: ``train(config, report)`` calls ``report(metrics)`` once 
 metrics of the best weights when the data set has a test split. The same function runs standalone
 (``tlsweep train``), under Ray Tune (the orchestrator wraps ``report`` and ``checkpoints``) and in tests
 (``report=rows.append``).
+
+Data parallel: when ``torch.distributed`` is initialised with more than one process, each rank trains on its
+slice of the same seeded permutation (``batch_size // world`` per rank, so a step sees one global batch), the
+model is wrapped in ``DistributedDataParallel``, training sums and validation/test logits are gathered from all
+ranks, so every rank computes the same metrics as one process would. Every rank calls ``report`` with that same
+dict once per epoch (under Ray Train reporting is a barrier); only rank 0 saves checkpoints.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ import torch.nn.functional as F
 from trainables.checkpoint import Checkpoints, NoCheckpoints
 from trainables.config import TrialConfig, trial_config
 from trainables.data import ImageData, Split, load_raw, prepare
+from trainables.distributed import all_sum, gather_rows, rank_world, shard_bounds, wrap
 from trainables.freezing import STRATEGIES, Plan, apply_plan, param_groups, set_train_mode
 from trainables.metrics import classification_metrics, per_class_table
 from trainables.models import ModelBundle, build_model
@@ -46,12 +53,24 @@ def amp_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
     return torch.float16 if precision == "fp16" else torch.bfloat16
 
 
-def iterate(split: Split, batch_size: int, shuffle: bool, gen: torch.Generator, num_workers: int = 0):
-    """Yield (uint8 images, labels) batches; in-memory splits are indexed directly (no per-epoch decoding)."""
-    if isinstance(split.images, torch.Tensor):
+def iterate(split: Split, batch_size: int, shuffle: bool, gen: torch.Generator, num_workers: int = 0,
+            shard: tuple[int, int] = (0, 1)):
+    """Yield (uint8 images, labels) batches; in-memory splits are indexed directly (no per-epoch decoding).
+
+    ``shard=(rank, world)``: this rank's samples ``order[rank::world]`` of the permutation every rank draws
+    alike, after dropping the last ``n % world`` so that all ranks take the same number of equal batches;
+    batch ``b`` of each rank is then a slice of the one-process batch ``b`` of size ``batch_size * world``.
+    """
+    rank, world = shard
+    if isinstance(split.images, torch.Tensor) or world > 1:
         n = len(split)
         order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
-        for s in range(0, n, batch_size):
+        order = order[:n - n % world][rank::world]
+        if not isinstance(split.images, torch.Tensor):
+            yield from torch.utils.data.DataLoader(torch.utils.data.Subset(split.images, order.tolist()),
+                                                   batch_size=batch_size, num_workers=num_workers)
+            return
+        for s in range(0, len(order), batch_size):
             idx = order[s:s + batch_size]
             yield split.images[idx], split.labels[idx]
     else:
@@ -69,7 +88,10 @@ class Trainer:
         augment_factory = AUGMENTATIONS.get(cfg.data.augment)
         if t.threads:
             torch.set_num_threads(t.threads)
+        self.rank, self.world = rank_world()
         self.device = resolve_device(t.device)
+        if self.device.type == "cuda" and self.world > 1:  # the launcher set this rank's GPU as current
+            self.device = torch.device("cuda", torch.cuda.current_device())
         raw = load_raw(cfg.data)
         torch.manual_seed(cfg.seed)
         self.bundle: ModelBundle = build_model(cfg.model, len(raw.class_names), cfg.data.image_size)
@@ -82,8 +104,9 @@ class Trainer:
                               channels_last=cuda)
         self.amp = amp_dtype(t.precision, self.device)
         self.gen = torch.Generator().manual_seed(cfg.seed)
-        n_train = len(self.data.splits["train"])
-        batches = math.ceil(n_train / t.batch_size)
+        self.batch_size = max(1, t.batch_size // self.world)  # per rank: the global batch stays batch_size
+        n_train = len(self.data.splits["train"]) // self.world
+        batches = math.ceil(n_train / self.batch_size)
         if t.max_steps_per_epoch:
             batches = min(batches, t.max_steps_per_epoch)
         self.batches_per_epoch = batches
@@ -105,6 +128,7 @@ class Trainer:
         t = self.cfg.training
         self.plan = plan
         self.frozen_bn = apply_plan(self.model, plan)
+        self.net = wrap(self.model, self.device, self.world)  # DDP hooks follow requires_grad: rebuild per phase
         self.opt = build_optimizer(param_groups(self.model, plan, t.lr), t)
         self.sched = Schedule(self.opt, t, self._phase_length(plan.phase), self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
@@ -129,22 +153,25 @@ class Trainer:
         seen = 0
         self.opt.zero_grad(set_to_none=True)
         start = time.perf_counter()
-        for i, (x, y) in enumerate(iterate(self.data.splits["train"], t.batch_size, True, self.gen,
-                                           self.cfg.data.num_workers)):
+        for i, (x, y) in enumerate(iterate(self.data.splits["train"], self.batch_size, True, self.gen,
+                                           self.cfg.data.num_workers, (self.rank, self.world))):
             if i >= self.batches_per_epoch:
                 break
-            if len(y) < 2 and i > 0:  # a lone last sample breaks BatchNorm; skip it
+            if len(y) < 2 and i > 0:  # a lone last sample breaks BatchNorm; skip it (shards are equal: all ranks do)
                 continue
             x, y = self.pre(x, train=True), y.to(self.device, non_blocking=True)
-            with self._autocast():
-                logits = self.model(x)
-                loss = F.cross_entropy(logits, y, label_smoothing=t.label_smoothing)
-            value = loss.item()
-            if not math.isfinite(value):
-                raise FloatingPointError(f"loss became {'NaN' if math.isnan(value) else 'inf'} "
-                                         f"at epoch {epoch + 1}, step {i + 1}")
-            self.scaler.scale(loss / t.grad_accum).backward()
-            if (i + 1) % t.grad_accum == 0 or i + 1 == self.batches_per_epoch:
+            stepping = (i + 1) % t.grad_accum == 0 or i + 1 == self.batches_per_epoch
+            # accumulation steps skip DDP's gradient all-reduce; the stepping one averages the sum over ranks
+            with contextlib.nullcontext() if stepping or self.net is self.model else self.net.no_sync():
+                with self._autocast():
+                    logits = self.net(x)
+                    loss = F.cross_entropy(logits, y, label_smoothing=t.label_smoothing)
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise FloatingPointError(f"loss became {'NaN' if math.isnan(value) else 'inf'} "
+                                             f"at epoch {epoch + 1}, step {i + 1}")
+                self.scaler.scale(loss / t.grad_accum).backward()
+            if stepping:
                 if t.grad_clip:
                     self.scaler.unscale_(self.opt)
                     torch.nn.utils.clip_grad_norm_(params, t.grad_clip)
@@ -156,12 +183,22 @@ class Trainer:
             correct += (logits.argmax(1) == y).sum()
             seen += len(y)
         seconds = time.perf_counter() - start
-        return {"train_loss": loss_sum.item() / max(seen, 1), "train_acc": correct.item() / max(seen, 1),
+        loss_total, correct_total, seen = all_sum([loss_sum.item(), correct.item(), seen], self.device, self.world)
+        return {"train_loss": loss_total / max(seen, 1), "train_acc": correct_total / max(seen, 1),
                 "train_images_per_s": seen / max(seconds, 1e-9)}
 
     @torch.no_grad()
     def predict(self, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits (float32, CPU) and labels of a whole split."""
+        """Logits (float32, CPU) and labels of a whole split (each rank predicts a slice; all get the whole)."""
+        if self.world > 1:
+            lo, hi = shard_bounds(len(split), self.rank, self.world)
+            images = (split.images[lo:hi] if isinstance(split.images, torch.Tensor)
+                      else torch.utils.data.Subset(split.images, range(lo, hi)))
+            logits, labels = self._predict(Split(images, split.labels[lo:hi]))
+            return (gather_rows(logits, self.device, self.world), gather_rows(labels, self.device, self.world))
+        return self._predict(split)
+
+    def _predict(self, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
         self.model.eval()
         logits, labels = [], []
         bs = max(self.cfg.training.batch_size, 256)
@@ -243,7 +280,7 @@ class Trainer:
                                                 and self.best["bad_epochs"] >= t.early_stop_patience)
             if final and keep_best:
                 metrics.update(self.test_metrics())
-            if final or (epoch + 1) % t.checkpoint_every == 0:
+            if self.rank == 0 and (final or (epoch + 1) % t.checkpoint_every == 0):
                 checkpoints.save(self.state(epoch + 1, metrics), epoch + 1)
             report(metrics)
             if final:
