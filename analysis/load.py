@@ -12,7 +12,7 @@ import hashlib
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-TABLES = ("trials", "epochs", "per_class", "confusion")
+TABLES = ("trials", "epochs", "per_class", "confusion", "samples")
 PathLike = Union[str, Path]
 
 
@@ -35,6 +35,7 @@ class StudyTables:
     epochs: pd.DataFrame
     per_class: pd.DataFrame
     confusion: pd.DataFrame
+    samples: pd.DataFrame = field(default_factory=pd.DataFrame)  # segmentation: fixed validation predictions
     path: str = ""
 
     @property
@@ -151,7 +152,7 @@ def compact(location: PathLike, filesystem: Optional[pafs.FileSystem] = None) ->
 
 
 def load(location: PathLike | Sequence[PathLike]) -> StudyTables:
-    """All four tables of one study (a folder or URI), or of several studies concatenated."""
+    """All tables of one study (a folder or URI), or of several studies concatenated."""
     if isinstance(location, (list, tuple)):
         parts = [load(loc) for loc in location]
         return StudyTables(*(pd.concat([getattr(p, t) for p in parts], ignore_index=True, sort=False)

@@ -47,8 +47,9 @@ def start_ray(address: Optional[str], dashboard: bool = False, dashboard_host: s
     # Trial output stays in the trials' logs; the terminal shows Tune's progress table and the summary.
     if address:
         ctx = ray.init(address=address, log_to_driver=False)
-    else:
-        ctx = ray.init(include_dashboard=dashboard, dashboard_host=dashboard_host, log_to_driver=False)
+    else:  # a Ray of its own, even when `ray start` left a cluster on this machine (join one with --address auto)
+        ctx = ray.init(address="local", include_dashboard=dashboard, dashboard_host=dashboard_host,
+                       log_to_driver=False)
     url = getattr(ctx, "dashboard_url", None)
     if url and (dashboard or address):
         print(f"Ray dashboard: http://{url} (if it asks for a token: ray get-auth-token)", flush=True)
@@ -69,7 +70,7 @@ def run_and_summarize(args: argparse.Namespace) -> Path | str:
     study = load_study(find_study(args.study), args.set or [])
     check_names(study, preflight, trial_config)
     start_ray(args.address, getattr(args, "dashboard", False), getattr(args, "dashboard_host", "127.0.0.1"))
-    folder, _ = run_study(study, storage=args.storage, overwrite=args.overwrite)
+    folder, _ = run_study(study, storage=args.storage, overwrite=args.overwrite, strict_resources=not args.address)
     print(summary(folder, study.search.metric, study.search.mode))
     return folder
 
@@ -200,6 +201,24 @@ def main(argv: Optional[list[str]] = None) -> int:
     except KeyboardInterrupt:
         print("tlsweep: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - only a results write error is turned into a message
+        cause = results_write_error(e)
+        if cause is None:
+            raise
+        print(f"tlsweep: error: {cause}", file=sys.stderr)
+        return 1
+
+
+def results_write_error(error: BaseException) -> Optional[BaseException]:
+    """The ResultsWriteError behind ``error`` (Tune may wrap a callback's exception), if any."""
+    from orchestrator.sink import ResultsWriteError
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, ResultsWriteError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 if __name__ == "__main__":

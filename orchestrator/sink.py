@@ -1,6 +1,7 @@
 """A Ray Tune callback that keeps every number of a study in Parquet, as results arrive.
 
-Layout under ``<study dir>/results/``: ``trials/``, ``epochs/``, ``per_class/``, ``confusion/``, one part per trial
+Layout under ``<study dir>/results/``: ``trials/``, ``epochs/``, ``per_class/``, ``confusion/`` and (segmentation:
+predictions on fixed validation images, PNG-encoded) ``samples/``, one part per trial
 and table (``<trial_id>.parquet``), each written whole to a temporary file and renamed, so a reader never sees a
 half-written part and a study can be read while it runs. Rows are keyed by (trial, epoch): an epoch reported
 again after a restore replaces the earlier row, so nothing is duplicated. Schema: docs/RESULTS.md.
@@ -19,11 +20,18 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from ray.tune import Callback
 
-TABLES = ("trials", "epochs", "per_class", "confusion")
+from orchestrator import faults
+
+TABLES = ("trials", "epochs", "per_class", "confusion", "samples")
+PAYLOADS = ("per_class", "confusion", "samples")  # JSON payloads of a result, written to their own tables
 # Ray's own result fields worth keeping next to the trainable's metrics
 RAY_DROP = {"checkpoint_dir_name", "done", "training_iteration", "trial_id", "date", "time_this_iter_s",
             "hostname", "config", "time_since_restore", "iterations_since_restore", "experiment_tag",
             "should_checkpoint", "timesteps_total", "episodes_total", "timesteps_since_restore"}
+
+
+class ResultsWriteError(OSError):
+    """A results part could not be written (disk full, permissions): the study stops with this message."""
 
 
 def write_part(path: str, rows: list[dict], fs: Optional[pafs.FileSystem] = None) -> None:
@@ -33,8 +41,12 @@ def write_part(path: str, rows: list[dict], fs: Optional[pafs.FileSystem] = None
     if fs is None or isinstance(fs, pafs.LocalFileSystem):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp")
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
+        try:
+            pq.write_table(table, tmp)
+            faults.point("sink.write")  # the reliability suite kills the driver here: mid-write
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)  # after a failed write (disk full): no stray temporary file
     else:
         pq.write_table(table, path, filesystem=fs)
 
@@ -86,7 +98,7 @@ def error_message(trial) -> str:
 
 
 class ParquetSink(Callback):
-    """Writes the ``trials``, ``epochs``, ``per_class`` and ``confusion`` tables of one study.
+    """Writes the ``trials``, ``epochs``, ``per_class``, ``confusion`` and ``samples`` tables of one study.
 
     Args:
         root: the study's results folder.
@@ -108,22 +120,44 @@ class ParquetSink(Callback):
         self._reset()
 
     def _reset(self) -> None:
+        # Only trials that are running are held in memory: a study of 10,000 trials costs the driver what its
+        # running trials cost (tests/faults/test_sink_faults.py measures it).
         self.epochs: dict[str, dict[int, dict]] = {}
         self.trials: dict[str, dict] = {}
         self.started: dict[str, float] = {}
 
-    # ---- state: the files are the truth; a restored driver reloads them ---------------------------------
+    # ---- state: the files are the truth; a restored driver reads a trial's rows back when it reports ------
     def setup(self, **info) -> None:
         self._reset()
-        for part in list_parts(f"{self.root}/epochs", self.fs):
-            self.epochs[stem(part)] = {int(r["epoch"]): r for r in read_part(part, self.fs)}
-        for part in list_parts(f"{self.root}/trials", self.fs):
-            rows = read_part(part, self.fs)
-            if rows:
-                self.trials[stem(part)] = rows[0]
 
     def path(self, table: str, trial_id: str) -> str:
         return f"{self.root}/{table}/{trial_id}.parquet"
+
+    def _epochs(self, tid: str) -> dict[int, dict]:
+        if tid not in self.epochs:
+            self.epochs[tid] = {int(r["epoch"]): r for r in read_part(self.path("epochs", tid), self.fs)}
+        return self.epochs[tid]
+
+    def _previous(self, tid: str) -> dict:
+        if tid not in self.trials:
+            rows = read_part(self.path("trials", tid), self.fs)
+            self.trials[tid] = rows[0] if rows else {}
+        return self.trials[tid]
+
+    def _forget(self, tid: str) -> None:
+        """A trial that ended leaves memory; a resumed study reads its rows again if it runs again."""
+        for held in (self.epochs, self.trials, self.started):
+            held.pop(tid, None)
+
+    def _write(self, table: str, tid: str, rows: list[dict]) -> None:
+        path = self.path(table, tid)
+        try:
+            write_part(path, rows, self.fs)
+        except OSError as e:
+            raise ResultsWriteError(
+                f"cannot write results to {path}: {e.strerror or e}. Parts written before are intact and "
+                f"readable; fix the cause (disk space, permissions), then continue with 'tlsweep resume "
+                f"{self.root.rsplit('/', 1)[0]}'") from e
 
     # ---- Tune callbacks --------------------------------------------------------------------------------
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
@@ -135,21 +169,26 @@ class ParquetSink(Callback):
         if epoch is None:
             return
         tid = trial.trial_id
-        rows = self.epochs.setdefault(tid, {})
+        rows = self._epochs(tid)
         for stale in [e for e in rows if e >= epoch]:  # re-reported after a restore from an older checkpoint
             del rows[stale]
         row = {"study": self.study, "trial_id": tid}
         for k, v in result.items():
-            if k in RAY_DROP or (k.startswith("test_") and isinstance(v, str)) or k in ("per_class", "confusion"):
+            if k in RAY_DROP or (k.startswith("test_") and isinstance(v, str)) or k in PAYLOADS:
                 continue
             if isinstance(v, (int, float, str, bool)) or v is None:
                 row[k] = v
         rows[int(epoch)] = row
-        write_part(self.path("epochs", tid), [rows[e] for e in sorted(rows)], self.fs)
+        self._write("epochs", tid, [rows[e] for e in sorted(rows)])
         for split, pc_key, cm_key in (("val", "per_class", "confusion"), ("test", "test_per_class", "test_confusion")):
             if isinstance(result.get(pc_key), str):
                 self._write_per_class(tid, split, json.loads(result[pc_key]), json.loads(result[cm_key]),
                                       int(epoch))
+        if isinstance(result.get("samples"), str):
+            samples = json.loads(result["samples"])
+            n = len(samples.get("sample_index", []))
+            self._write("samples", tid, [{"study": self.study, "trial_id": tid, "split": "val", "epoch": int(epoch),
+                                          **{k: samples[k][i] for k in samples}} for i in range(n)])
         self._write_trial(trial, "RUNNING")
 
     def on_trial_recover(self, iteration: int, trials: list, trial, **info) -> None:
@@ -157,9 +196,11 @@ class ParquetSink(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         self._write_trial(trial, "TERMINATED")
+        self._forget(trial.trial_id)
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         self._write_trial(trial, "ERROR", error=error_message(trial), failures=+1)
+        self._forget(trial.trial_id)
 
     def on_experiment_end(self, trials: list, **info) -> None:
         """One snapshot file per table, so a finished study reads in a second (see analysis.load.compact)."""
@@ -176,15 +217,15 @@ class ParquetSink(Callback):
                     {"study": self.study, "trial_id": tid, "split": split, "epoch": epoch, "true": t,
                      "predicted": p, "count": int(c)}
                     for t, row in enumerate(confusion) for p, c in enumerate(row) if c])):
-            path = self.path(table, tid)
-            kept = [r for r in read_part(path, self.fs) if r["split"] != split]
-            write_part(path, kept + rows, self.fs)
+            kept = [r for r in read_part(self.path(table, tid), self.fs) if r["split"] != split]
+            self._write(table, tid, kept + rows)
 
     def _write_trial(self, trial, status: str, error: Optional[str] = None, failures: int = 0) -> None:
         tid = trial.trial_id
         nested, swept = self.trial_config(trial.config)
-        prev = self.trials.get(tid, {})
-        rows = [self.epochs.get(tid, {})[e] for e in sorted(self.epochs.get(tid, {}))]
+        prev = self._previous(tid)
+        held = self._epochs(tid)
+        rows = [held[e] for e in sorted(held)]
         max_epochs = self.max_epochs(nested)
         now = time.time()
         row: dict[str, Any] = {"study": self.study, "trial_id": tid, "status": status,
@@ -216,4 +257,4 @@ class ParquetSink(Callback):
                 if k.startswith(("val_", "train_")) and isinstance(v, (int, float)):
                     row[f"best_{k}"] = v
         self.trials[tid] = row
-        write_part(self.path("trials", tid), [row], self.fs)
+        self._write("trials", tid, [row])

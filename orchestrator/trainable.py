@@ -14,19 +14,26 @@ from typing import Optional
 
 from ray import tune
 
+from orchestrator import faults
 from orchestrator.space import resolve
 from search_spaces.sections import ResourceSpec
 from trainables.checkpoint import read, write_atomic
 from trainables.registry import Registry
 
 TASKS: Registry = Registry("task")
-PAYLOAD_KEYS = ("per_class", "confusion", "test_per_class", "test_confusion")
+PAYLOAD_KEYS = ("per_class", "confusion", "test_per_class", "test_confusion", "samples")
 STATE_FILE = "state.pt"
 
 
 @TASKS.register("classification")
 def _classification(config, report, checkpoints):
     from trainables.classification import train
+    return train(config, report, checkpoints)
+
+
+@TASKS.register("segmentation")
+def _segmentation(config, report, checkpoints):
+    from trainables.segmentation import train
     return train(config, report, checkpoints)
 
 
@@ -46,11 +53,13 @@ class TuneCheckpoints:
     def save(self, state: dict, epoch: int) -> None:
         folder = tempfile.mkdtemp(prefix=f"tlsweep-epoch{epoch}-")
         write_atomic(state, Path(folder) / STATE_FILE)
+        faults.point("checkpoint.write", epoch)  # written, not yet handed to Tune
         self.pending = folder
 
     def report(self, metrics: dict) -> None:
         folder, self.pending = self.pending, None
         try:
+            faults.point("trial.report", metrics.get("epoch"))
             checkpoint = tune.Checkpoint.from_directory(folder) if folder else None
             tune.report(metrics, checkpoint=checkpoint)
         finally:
@@ -67,6 +76,7 @@ def run_trial(config: dict, *, base: dict, task: str, pretrained: Optional[dict]
     """Tune entry point (wrapped with ``tune.with_parameters`` and ``tune.with_resources``)."""
     import torch
     trial = resolve(base, config)
+    faults.trial_started(trial)
     arch = trial.get("model", {}).get("arch")
     if pretrained and arch in pretrained:
         trial.setdefault("model", {})["weights"] = f"file:{pretrained[arch]}"

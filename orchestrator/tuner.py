@@ -89,6 +89,38 @@ def build_trainable(study: Study, pretrained: dict):
     return tune.with_resources(fn, {"cpu": study.resources.cpu, "gpu": study.resources.gpu})
 
 
+def trial_requests(study: Study) -> list[tuple[str, dict]]:
+    """(where, {cpu, gpu}) for every kind of trial a study can start: per worker with ``workers_per_trial``."""
+    arch = next((d for d in study.domains if d.path == "model.arch" and d.kind in ("choice", "grid")), None)
+    archs = list(arch.args) if arch is not None else [study.trial.get("model", {}).get("arch")]
+    out = []
+    for a in archs:
+        where = f"resources.by_arch.{a}" if isinstance(a, str) and a in study.resources.by_arch else "resources"
+        out.append((where, study.resources.for_arch(a if isinstance(a, str) else None)))
+    return out
+
+
+def check_fits_cluster(study: Study, strict: bool = True, log=print) -> None:
+    """A trial that no node can hold would wait forever: say so before starting. ``strict=False`` (a cluster
+    joined with --address, whose autoscaler may still add nodes) prints a warning instead of failing."""
+    import ray
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    most = {k: max((float(n.get(k.upper(), 0)) for n in nodes), default=0.0) for k in ("cpu", "gpu")}
+    total = {k: sum(float(n.get(k.upper(), 0)) for n in nodes) for k in ("cpu", "gpu")}
+    workers = study.resources.workers_per_trial
+    for where, need in trial_requests(study):
+        for kind in ("cpu", "gpu"):
+            if need[kind] > most[kind] or need[kind] * workers > total[kind]:
+                who = f"each of the {workers} workers of a trial" if workers > 1 else "a trial"
+                msg = (f"{where}.{kind}: {who} needs {need[kind]:g} {kind.upper()}, but no node of this Ray cluster "
+                       f"has more than {most[kind]:g} ({total[kind]:g} in all); lower it, or run on a cluster "
+                       f"that has them (--address)")
+                if strict:
+                    raise ConfigError(msg)
+                log(f"warning: {msg}; waiting for the autoscaler to add nodes")
+                return
+
+
 def logger_callbacks(study: Study) -> list:
     """Ray Tune's logger callbacks named in ``logging:``; a missing package is a clear error."""
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
@@ -165,10 +197,15 @@ def absolute_data_roots(study: Study) -> None:
             data["root"] = str(Path(root).resolve())
 
 
-def run_study(study: Study, storage: Optional[str] = None, overwrite: bool = False, log=print):
-    """Run a study to completion; returns (study folder, ``ResultGrid``)."""
+def run_study(study: Study, storage: Optional[str] = None, overwrite: bool = False, log=print,
+              strict_resources: bool = True):
+    """Run a study to completion; returns (study folder, ``ResultGrid``).
+
+    ``strict_resources``: a trial larger than any node is an error (False: a warning, for autoscaling clusters).
+    """
     from orchestrator.pretrain import pretrain_all
     absolute_data_roots(study)
+    check_fits_cluster(study, strict_resources, log)
     folder = study_dir(study, storage)
     store = StudyStore(folder)
     logger_callbacks(study)  # a missing logger package fails before anything is written
@@ -195,7 +232,8 @@ def resume_study(folder: str | os.PathLike):
     study, location = load_study_dir(folder)
     store = StudyStore(location)
     if not tune.Tuner.can_restore(**store.tune_restore()):
-        raise ConfigError(f"{store}: no Ray Tune experiment state to resume (was the study started?)")
+        raise ConfigError(f"{store}: no Ray Tune experiment state to resume (the study stopped before Tune's first "
+                          f"snapshot, or never started): start it again with 'tlsweep run STUDY --overwrite'")
     pretrained = yaml.safe_load(store.read_text(PRETRAINED_FILE)) if store.is_file(PRETRAINED_FILE) else {}
     tuner = tune.Tuner.restore(**store.tune_restore(), trainable=build_trainable(study, pretrained or {}),
                                resume_unfinished=True, resume_errored=True)

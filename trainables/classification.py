@@ -259,6 +259,8 @@ class Trainer:
             self.ensure_phase(epoch)
             start = time.perf_counter()
             metrics: dict = {"epoch": epoch + 1}
+            if self.data.skipped:  # data.on_bad_image: skip (the files are listed in the trial's log)
+                metrics["skipped_images"] = len(self.data.skipped)
             metrics.update(self.train_epoch(epoch))
             val, logits, labels = self.evaluate("val", "val_")
             metrics.update(val)

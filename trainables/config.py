@@ -29,6 +29,7 @@ class DataConfig:
     augment: str = "none"               # none | standard | strong
     num_workers: int = 0                # loader processes for data decoded lazily
     memory_limit_mb: int = 2048         # image folders decoded into memory up to this size
+    on_bad_image: str = "error"         # error | skip: an unreadable image file stops the trial or is left out
 
 
 @dataclass
@@ -139,7 +140,10 @@ def build_section(cls: type, values: dict, path: str) -> Any:
 
 def parse_value(text: str) -> Any:
     """Parse a ``--set`` value as a YAML scalar (never as code): '3' -> 3, '1e-3' -> 0.001, 'true' -> True."""
-    value = yaml.safe_load(text) if text.strip() else ""
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:  # e.g. a '!!python/...' tag: kept as the text it is, which no field accepts
+        return text
     if isinstance(value, str):
         try:  # YAML 1.1 reads '1e-3' as a string; users mean a float
             return float(value) if value.lower() not in ("nan", "inf", "-inf") else value
@@ -232,6 +236,7 @@ def validate(cfg: TrialConfig) -> None:
     if d.image_size is not None and d.image_size < 8:
         raise ConfigError(f"data.image_size: must be >= 8, got {d.image_size}")
     choices = {"data.augment": (d.augment, ("none", "standard", "strong")),
+               "data.on_bad_image": (d.on_bad_image, ("error", "skip")),
                "training.optimizer": (t.optimizer, ("adamw", "adam", "sgd")),
                "training.scheduler": (t.scheduler, ("cosine", "step", "plateau", "none")),
                "training.precision": (t.precision, ("auto", "bf16", "fp16", "fp32")),

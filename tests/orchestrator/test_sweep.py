@@ -1,4 +1,5 @@
-"""End-to-end sweeps under ``ray.init(num_cpus=2)``: the four Parquet tables, errors, retries."""
+"""End-to-end sweeps under ``ray.init(num_cpus=2)``: the Parquet tables, ASHA, reused processes, searches.
+(Failing trials and refusing to overwrite results: tests/faults/.)"""
 import pytest
 
 from analysis.load import load
@@ -36,20 +37,6 @@ def test_four_trial_sweep_writes_the_four_tables(ray_session, tmp_path):
     assert "TERMINATED" in status_table(folder)
 
 
-def test_failing_trial_is_retried_then_recorded_and_others_finish(ray_session, tmp_path):
-    study = study_from_dict(tiny_study(
-        "nan", training={"lr": {"grid": [0.003, 1.0e30]}, "optimizer": "sgd", "momentum": 0.0,
-                         "scheduler": "none"},
-        resources={"max_failures": 1}))
-    folder, grid = run_study(study, storage=str(tmp_path))
-    t = load(folder).trials.set_index("config.training.lr")
-    assert t.loc[0.003, "status"] == "TERMINATED"
-    bad = t.loc[1.0e30]
-    assert bad["status"] == "ERROR"
-    assert bad["failures"] == 2  # the first try and one retry (max_failures: 1)
-    assert "loss became NaN at epoch 1, step" in bad["error"] or "loss became inf at epoch 1" in bad["error"]
-
-
 def test_asha_stops_weak_trials(ray_session, tmp_path):
     # strong learning rates first: ASHA compares each trial with those that reached a rung before it
     study = study_from_dict(tiny_study(
@@ -61,14 +48,6 @@ def test_asha_stops_weak_trials(ray_session, tmp_path):
     assert len(stopped) >= 1
     assert (stopped["epochs_run"] < 4).all()
     assert set(t.trials.loc[t.trials["epochs_run"] == 4, "config.training.lr"]) & {0.003, 0.01}
-
-
-def test_run_refuses_existing_results(ray_session, tmp_path):
-    from trainables.errors import ConfigError
-    study = study_from_dict(tiny_study("twice", training={"epochs": 1}))
-    run_study(study, storage=str(tmp_path))
-    with pytest.raises(ConfigError, match="already exist.*tlsweep resume.*--overwrite"):
-        run_study(study, storage=str(tmp_path))
 
 
 def test_reused_trial_processes_leak_no_state(ray_session, tmp_path):

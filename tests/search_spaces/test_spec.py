@@ -186,7 +186,7 @@ BAD = [
     ("data", "digits", r"data: expected a mapping, got 'digits'"),
     ("model.weights", {"pretrian": {}}, r"model\.weights\.pretrian: unknown key \(did you mean: pretrain\?\)"),
     ("model.weights", {"pretrain": {"data": {"nmae": "x"}}},
-     r"model\.weights\.pretrain\.data\.nmae: unknown key \(did you mean: name\?\)"),
+     r"model\.weights\.pretrain\.data\.nmae: unknown key \(did you mean: name\b"),
     ("model.weights", {"pretrain": {"data": {"name": "cifar10"}, "epoch": 2}},
      r"model\.weights\.pretrain\.epoch: unknown key \(did you mean: epochs\?\)"),
     ("model.weights", {"pretrain": {"epochs": 2}}, r"model\.weights\.pretrain\.data: required"),

@@ -7,6 +7,7 @@ trial's image size (decoded once, not per epoch), or a lazy file list when the s
 from __future__ import annotations
 
 import math
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,7 @@ class ImageData:
     image_size: int
     name: str = ""
     dropped: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)   # unreadable files left out (data.on_bad_image: skip)
 
     @property
     def num_classes(self) -> int:
@@ -183,6 +185,52 @@ def decode_files(paths: list[Path], size: int, threads: int = 4) -> torch.Tensor
     return out
 
 
+def readable(path: Path) -> bool:
+    """Whether PIL can identify and verify ``path`` (header and structure; no full decode)."""
+    from PIL import Image
+    try:
+        with Image.open(path) as im:
+            im.verify()
+        return True
+    except Exception:  # noqa: BLE001 - any failure means: not an image we can use
+        return False
+
+
+def decode_or_skip(src: FileSource, size: int) -> tuple[torch.Tensor, torch.Tensor, list[Path]]:
+    """Decode every file of ``src``; unreadable ones are left out and returned (``data.on_bad_image: skip``)."""
+    out = torch.empty((len(src.paths), 3, size, size), dtype=torch.uint8)
+    ok = torch.zeros(len(src.paths), dtype=torch.bool)
+
+    def one(i: int) -> None:
+        try:
+            out[i] = decode_image(src.paths[i], size)
+            ok[i] = True
+        except DataError:
+            pass
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(one, range(len(src.paths))))
+    bad = [p for p, good in zip(src.paths, ok.tolist()) if not good]
+    return out[ok], src.labels[ok], bad
+
+
+def _decode_split(src: FileSource, cfg: DataConfig, image_size: int) -> tuple[Split, list[Path]]:
+    mb = len(src.paths) * 3 * image_size * image_size / 2**20
+    lazy = mb > cfg.memory_limit_mb
+    if cfg.on_bad_image != "skip":
+        return Split(LazyImages(src.paths, src.labels, image_size) if lazy
+                     else decode_files(src.paths, image_size), src.labels), []
+    if not lazy:
+        images, labels, bad = decode_or_skip(src, image_size)
+        return Split(images, labels), bad
+    # lazily decoded sets are checked up front (headers and structure); a file that breaks later still errors
+    good = [readable(p) for p in src.paths]
+    keep = torch.tensor(good, dtype=torch.bool)
+    paths = [p for p, g in zip(src.paths, good) if g]
+    return Split(LazyImages(paths, src.labels[keep], image_size), src.labels[keep]), \
+        [p for p, g in zip(src.paths, good) if not g]
+
+
 def prepare(raw: RawData, cfg: DataConfig, image_size: int) -> ImageData:
     """Add missing val/test splits, apply the label budget, decode and resize once (classes already chosen)."""
     splits = dict(raw.splits)
@@ -200,16 +248,20 @@ def prepare(raw: RawData, cfg: DataConfig, image_size: int) -> ImageData:
     if cfg.samples_per_class:
         splits["train"] = take(splits["train"], per_class_budget(splits["train"].labels, cfg.samples_per_class,
                                                                  cfg.split_seed))
-    out = {}
+    out, skipped = {}, []
     for name, src in splits.items():
         if isinstance(src, TensorSource):
             out[name] = Split(resize_uint8(src.images, image_size), src.labels)
         else:
-            mb = len(src.paths) * 3 * image_size * image_size / 2**20
-            images = (decode_files(src.paths, image_size) if mb <= cfg.memory_limit_mb
-                      else LazyImages(src.paths, src.labels, image_size))
-            out[name] = Split(images, src.labels)
-    return ImageData(out, raw.class_names, image_size, raw.name)
+            out[name], bad = _decode_split(src, cfg, image_size)
+            skipped += [str(p) for p in bad]
+            if bad and len(out[name]) == 0:
+                raise DataError(f"{raw.name}: every image of the {name} split is unreadable")
+    if skipped:
+        listed = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        warnings.warn(f"data: skipped {len(skipped)} unreadable image(s) (data.on_bad_image: skip): {listed}",
+                      stacklevel=2)
+    return ImageData(out, raw.class_names, image_size, raw.name, skipped=skipped)
 
 
 def is_image(path: Path) -> bool:
