@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import math
 import shlex
 from datetime import datetime
@@ -260,6 +261,33 @@ def _errors_html(trials: pd.DataFrame, limit: int = 20) -> str:
     return f"<h2>Errored trials</h2><ul>{items}</ul>{more}"
 
 
+def _explanations_html(folder: Path) -> str:
+    """The PNGs ``tlsweep explain`` listed in ``<study>/explain/index.json``, embedded like the figures."""
+    index = folder / "explain" / "index.json"
+    if not index.is_file():
+        return ""
+    try:
+        entries = json.loads(index.read_text()).get("images", [])
+    except (OSError, ValueError, AttributeError):
+        return f'<h2 id="explanations">Explanations</h2><p class="notice">{esc(index)} could not be read.</p>'
+    figures = []
+    for entry in entries if isinstance(entries, list) else []:
+        name = Path(str(entry.get("file", "") if isinstance(entry, dict) else "")).name  # only files in explain/
+        path = index.parent / name
+        if not name.lower().endswith(".png") or not path.is_file():
+            continue
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        title = entry.get("title") or name
+        figures.append(f'<figure id="explain-{esc(Path(name).stem)}"><img src="data:image/png;base64,{data}" '
+                       f'alt="{esc(title)}"><figcaption>{esc(title)} <span class="muted">({esc(name)})</span>'
+                       f"</figcaption></figure>")
+    if not figures:
+        return ""
+    return ('<h2 id="explanations">Explanations</h2><p>What the trained models look at, from '
+            "<code>tlsweep explain</code>: Grad-CAM, occlusion, guided backpropagation, first-layer filters and "
+            "predictions.</p>" + "".join(figures))
+
+
 # ---- the report ---------------------------------------------------------------------------------------------
 def render(study_dir, log: Callable[[str], None] = lambda line: None) -> tuple[str, Optional[str]]:
     """The report's HTML and, when there is nothing to rank yet, a one-line notice saying why."""
@@ -294,6 +322,8 @@ def render(study_dir, log: Callable[[str], None] = lambda line: None) -> tuple[s
                   f"<p>Trial <code>{esc(winner['trial_id'])}</code>, standalone, without Ray:</p>",
                   f'<pre><code id="rerun">{esc(rerun_command(winner, pretrained))}</code></pre>',
                   _figures(tables, metric, mode, log)]
+    if folder is not None:
+        parts.append(_explanations_html(folder))
     parts.append(_errors_html(trials))
     page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{esc(name)}: tlsweep report</title><style>{CSS}</style>"

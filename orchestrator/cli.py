@@ -13,28 +13,37 @@ from trainables.errors import USER_ERRORS
 EXIT_USAGE = 2
 
 
+SHOWN = ("train_loss", "train_acc", "val_loss", "val_acc", "val_macro_f1", "val_miou", "val_dice", "val_pixel_acc",
+         "test_acc", "test_miou")   # whichever the task reports
+
+
 def format_epoch(m: dict, epochs: int) -> str:
-    parts = [f"epoch {m['epoch']:>3}/{epochs}",
-             f"train_loss {m['train_loss']:.4f}", f"train_acc {m['train_acc']:.4f}",
-             f"val_loss {m['val_loss']:.4f}", f"val_acc {m['val_acc']:.4f}", f"val_macro_f1 {m['val_macro_f1']:.4f}",
-             f"lr {m['lr']:.2e}", f"{m['epoch_seconds']:.1f}s", f"{m['train_images_per_s']:.0f} img/s"]
-    if "test_acc" in m:
-        parts.append(f"test_acc {m['test_acc']:.4f}")
+    parts = [f"epoch {m['epoch']:>3}/{epochs}"] + [f"{k} {m[k]:.4f}" for k in SHOWN if isinstance(m.get(k), float)]
+    parts += [f"lr {m['lr']:.2e}", f"{m['epoch_seconds']:.1f}s"]
+    if "train_images_per_s" in m:
+        parts.append(f"{m['train_images_per_s']:.0f} img/s")
     return "  ".join(parts) + ("  *" if m.get("per_class") is not None else "")
+
+
+def task_module(task: str):
+    """``trainables.<task>`` (a validated task name: classification, segmentation): its preflight and train."""
+    import importlib
+    return importlib.import_module(f"trainables.{task}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from trainables.checkpoint import DirCheckpoints
-    from trainables.classification import preflight, train
     from trainables.config import apply_overrides, trial_config
     tree = read_yaml(args.config) if args.config else {}
     cfg = trial_config(apply_overrides(tree, args.set or []))
-    preflight(cfg)
+    task = task_module(cfg.task)
+    task.preflight(cfg)
     print(f"training {cfg.model.arch} ({cfg.model.strategy}, weights {cfg.model.weights}) on {cfg.data.name} "
           f"for {cfg.training.epochs} epochs", flush=True)
     ckpt = DirCheckpoints(args.checkpoint_dir) if args.checkpoint_dir else None
-    result = train(cfg, lambda m: print(format_epoch(m, cfg.training.epochs), flush=True), ckpt)
-    print(f"best val_acc {result['best_val_acc']:.4f} at epoch {result['best_epoch']}")
+    result = task.train(cfg, lambda m: print(format_epoch(m, cfg.training.epochs), flush=True), ckpt)
+    best = next(k for k in result if k.startswith("best_val_"))
+    print(f"{best.replace('best_', 'best ')} {result[best]:.4f} at epoch {result['best_epoch']}")
     return 0
 
 
@@ -65,10 +74,9 @@ def run_and_summarize(args: argparse.Namespace) -> Path | str:
     from orchestrator.summary import summary
     from orchestrator.tuner import run_study
     from search_spaces import find_study, load_study
-    from trainables.classification import preflight
     from trainables.config import trial_config
     study = load_study(find_study(args.study), args.set or [])
-    check_names(study, preflight, trial_config)
+    check_names(study, task_module(study.task).preflight, trial_config)
     start_ray(args.address, getattr(args, "dashboard", False), getattr(args, "dashboard_host", "127.0.0.1"))
     folder, _ = run_study(study, storage=args.storage, overwrite=args.overwrite, strict_resources=not args.address)
     print(summary(folder, study.search.metric, study.search.mode))
@@ -79,7 +87,7 @@ def check_names(study, preflight, trial_config) -> None:
     """Every architecture / data set / strategy a study can sample exists, before Ray starts."""
     from orchestrator.space import resolve
     choices = {d.path: d.args for d in study.domains if d.kind in ("choice", "grid")}
-    for key in ("model.arch", "data.name", "model.strategy", "data.augment"):
+    for key in ("model.arch", "data.name", "model.strategy", "data.augment", "model.decoder", "training.loss"):
         for value in choices.get(key, [None]):
             preflight(trial_config(resolve(study.trial, {key: value} if value is not None else {})))
 
@@ -121,6 +129,45 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"tlsweep: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     print(path)
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Explanation PNGs of one trial, or of the best trial per architecture x strategy side by side."""
+    from explain.study import explain_study
+    entries = explain_study(args.study_dir, trial=args.trial, images=args.images, from_val=args.from_val,
+                            methods=args.methods, out=args.out, window=args.window, stride=args.stride,
+                            grid=parse_grid(args.grid), log=print)
+    out = Path(args.out or Path(args.study_dir) / "explain").expanduser().resolve()
+    print(f"{len(entries)} images in {out} (listed in {out / 'index.json'})")
+    return 0
+
+
+def parse_grid(text: str) -> tuple[int, int]:
+    from trainables.errors import ConfigError
+    try:
+        rows, cols = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--grid: expected ROWSxCOLS such as 10x3, got {text!r}") from None
+    if rows < 1 or cols < 1:
+        raise ConfigError(f"--grid: expected positive ROWSxCOLS, got {text!r}")
+    return rows, cols
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Top-k classes of image files, from a checkpoint or a study's trial (default: its best)."""
+    import json
+    from explain.predict import format_predictions, gradcam_files, load_model, predict_files
+    tm = load_model(args.source, args.trial)
+    results = predict_files(tm, args.images, args.topk)
+    if args.gradcam:
+        for res, path in zip(results, gradcam_files(tm, args.images, results, Path(args.out or "."))):
+            res["gradcam"] = str(path)
+    if args.json:
+        print(json.dumps({"model": tm.label, "trial": tm.trial_id or None, "checkpoint": str(tm.checkpoint),
+                          "predictions": results}, indent=1))
+    else:
+        print(format_predictions(results))
     return 0
 
 
@@ -183,6 +230,33 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("study_dir")
     rp.add_argument("--out", help="the HTML file to write (default: STUDY_DIR/report.html)")
     rp.set_defaults(func=cmd_report)
+
+    ex = sub.add_parser("explain", help="explanation PNGs (Grad-CAM, occlusion, guided backprop, filters, "
+                                        "predictions) of a trial, or of the best trial per configuration")
+    ex.add_argument("study_dir")
+    ex.add_argument("--trial", help="a trial id (tlsweep status) or best; default: compare the best trial of "
+                                    "each architecture x strategy side by side")
+    ex.add_argument("--images", nargs="+", metavar="PATH", help="image files to explain (default: validation images)")
+    ex.add_argument("--from-val", type=int, default=8, metavar="N",
+                    help="explain N validation images of the trial's own data (default 8)")
+    ex.add_argument("--methods", help="comma-separated: gradcam,occlusion,guided,filters,grid (default: all)")
+    ex.add_argument("--out", help="folder for the PNGs and index.json (default: STUDY_DIR/explain)")
+    ex.add_argument("--window", type=int, help="occlusion square side in model-input pixels (default 30; "
+                                               "smaller on small images)")
+    ex.add_argument("--stride", type=int, help="occlusion stride in pixels (default 20)")
+    ex.add_argument("--grid", default="10x3", metavar="ROWSxCOLS", help="prediction grid of one trial (default 10x3)")
+    ex.set_defaults(func=cmd_explain)
+
+    pr = sub.add_parser("predict", help="top-k classes of images from a checkpoint or a study's trial")
+    pr.add_argument("source", metavar="CHECKPOINT_OR_STUDY",
+                    help="a checkpoint (state.pt, ckpt-*.pt or its folder) or a study folder")
+    pr.add_argument("images", nargs="+", metavar="IMAGE")
+    pr.add_argument("--topk", type=int, default=5)
+    pr.add_argument("--trial", help="with a study folder: a trial id or best (default best)")
+    pr.add_argument("--gradcam", action="store_true", help="also write <image>-gradcam.png and print its path")
+    pr.add_argument("--out", help="folder for the Grad-CAM PNGs (default: the current folder)")
+    pr.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    pr.set_defaults(func=cmd_predict)
 
     ls = sub.add_parser("list", help="list models, datasets, studies or strategies")
     ls.add_argument("what", choices=["models", "datasets", "studies", "strategies"])

@@ -38,3 +38,16 @@ def test_no_unsafe_loading():
                 if torch_load in line:
                     assert "weights_only=True" in line, f"{path}: {line}"
                 assert yaml_load not in line, f"{path}: {line}"
+
+
+def test_explain_never_imports_ray_and_loads_weights_only():
+    # explain/ holds the torch side of interpretability (analysis/ stays torch-free): it may use torch,
+    # captum and trainables, but like trainables it runs without Ray (nor orchestrator/, which needs it), and it
+    # only loads tensors
+    offenders = [p for p, names in imported_modules("explain").items() if names & {"ray", "orchestrator"}]
+    assert offenders == []
+    torch_load = "torch" + ".load("
+    for path in (ROOT / "explain").rglob("*.py"):
+        for line in path.read_text().splitlines():
+            if torch_load in line:
+                assert "weights_only=True" in line, f"{path}: {line}"
