@@ -14,7 +14,8 @@ from trainables.errors import ConfigError, suggest
 
 # What trainables.classification reports each epoch that a searcher or scheduler can optimise.
 KNOWN_METRICS = ("val_acc", "val_loss", "val_top5", "val_macro_f1", "val_precision", "val_recall",
-                 "train_acc", "train_loss")
+                 "train_acc", "train_loss",
+                 "val_miou", "val_dice", "val_pixel_acc", "val_mean_acc")  # trainables.segmentation
 ALGORITHMS = ("random", "grid", "optuna")
 DOMAINS_WHERE = "search domains are only allowed in data, model, training and seed"
 

@@ -30,6 +30,11 @@ class DataConfig:
     num_workers: int = 0                # loader processes for data decoded lazily
     memory_limit_mb: int = 2048         # image folders decoded into memory up to this size
     on_bad_image: str = "error"         # error | skip: an unreadable image file stops the trial or is left out
+    ignore_index: int = 255             # segmentation: mask value left out of the loss and the metrics
+    num_classes: Optional[int] = None   # segfolder: mask classes (default: classes.txt, or largest value + 1)
+    sample_images: int = 4              # segmentation: first val images whose predictions are reported as PNGs
+    shapes_count: int = 400             # shapes (segmentation and classification): images generated
+    num_shapes: int = 3                 # shapes: foreground classes (3 kinds; 4-9: kind x colour)
 
 
 @dataclass
@@ -42,6 +47,8 @@ class ModelConfig:
     head_epochs: int = 1                # two_phase: epochs with only the head training
     backbone_lr_mult: float = 0.1       # two_phase: backbone lr = lr x this in phase 2
     drop_rate: float = 0.0              # timm models: dropout before the classifier
+    decoder: str = "unet"               # segmentation (arch = encoder): unet | fpn | mobilenetv2_decoder | segformer
+    decoder_width: int = 64             # segmentation: channels of the unet / fpn decoder
     # scratch_cnn (the iNaturalist study's configurable CNN)
     conv_layers: int = 5
     first_layer_filters: int = 32
@@ -74,6 +81,7 @@ class TrainingConfig:
     device: str = "auto"                # auto | cpu | cuda
     threads: Optional[int] = None       # torch intra-op threads (None: leave as is)
     max_steps_per_epoch: Optional[int] = None  # cap for quick runs and tests
+    loss: str = "ce"                    # segmentation: ce | bce | dice | bce_dice | ce_dice
 
 
 @dataclass
@@ -242,7 +250,7 @@ def validate(cfg: TrialConfig) -> None:
                "training.precision": (t.precision, ("auto", "bf16", "fp16", "fp32")),
                "training.device": (t.device, ("auto", "cpu", "cuda")),
                "model.activation": (m.activation, ("relu", "gelu", "silu", "mish")),
-               "task": (cfg.task, ("classification",))}
+               "task": (cfg.task, ("classification", "segmentation"))}
     for key, (val, allowed) in choices.items():
         if val not in allowed:
             raise ConfigError(f"{key}: {val!r} is not one of {', '.join(allowed)}{suggest(str(val), allowed)}")

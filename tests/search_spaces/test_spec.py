@@ -177,7 +177,7 @@ BAD = [
     ("model.dense_units", {"randint": [32.0, 64]}, r"model\.dense_units: randint needs integer"),
     ("name", DELETE, r"name: required"),
     ("name", "my study", r"name: 'my study' names the results folder"),
-    ("task", "segmentation", r"task: 'segmentation' is not one of classification"),
+    ("task", "detection", r"task: .detection. is not one of classification, segmentation"),
     ("resources.gpu", -1, r"resources\.gpu: must be >= 0, got -1"),
     ("resources.cpu", "four", r"resources\.cpu: expected a number, got 'four'"),
     ("resources.gpus", 1, r"resources\.gpus: unknown key \(did you mean: gpu"),

@@ -8,7 +8,7 @@ from trainables.registry import Registry
 DATASETS: Registry = Registry("data.name")
 
 # Each module registers its loaders on import.
-from trainables.data import digits, folders, torchvision_sets  # noqa: E402,F401
+from trainables.data import digits, folders, shapes, torchvision_sets  # noqa: E402,F401
 
 
 def load_data(cfg: DataConfig, image_size: int) -> ImageData:
