@@ -10,8 +10,11 @@ from matplotlib.figure import Figure
 
 from analysis.aggregate import baseline, best_per_group, transferred
 from analysis.figures import figure
+from analysis.aggregate import swept_columns
 from analysis.figures._common import (ARCH, STRATEGY, STRATEGY_ORDER, config_label, fmt_value, group_column,
                                       metric_label, text_color)
+
+DECODER = "config.model.decoder"   # segmentation studies may sweep it
 
 PER_CLASS_VALUES = ("accuracy", "f1", "iou")   # drawn when the per_class table has them
 MAX_ROWS = 100          # classes shown (the hardest) in a heatmap
@@ -32,9 +35,11 @@ def class_rows(per_class: pd.DataFrame, trial_ids, split: str = "val") -> pd.Dat
 
 
 def _configurations(trials: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
-    """The best trial of each architecture x strategy group, with its column ``label``, in reading order."""
+    """The best trial of each architecture x strategy group (x decoder, when a segmentation study sweeps it),
+    with its column ``label``, in reading order."""
     group_col = group_column(trials)
-    by = [c for c in (ARCH, group_col) if c is not None and c in trials.columns]
+    decoder = DECODER if DECODER in swept_columns(trials) else None
+    by = [c for c in (ARCH, group_col, decoder) if c is not None and c in trials.columns]
     best = best_per_group(trials, by, metric, mode)
     if best.empty:
         return best.assign(label=[])
@@ -43,8 +48,11 @@ def _configurations(trials: pd.DataFrame, metric: str, mode: str) -> pd.DataFram
     rank = {s: i for i, s in enumerate(STRATEGY_ORDER)}
     key = [(fmt_value(a), rank.get(g, len(rank)) if group_col == STRATEGY else 0, fmt_value(g))
            for a, g in zip(arch, group)]
-    best = best.assign(label=[config_label(a, g, group_col) for a, g in zip(arch, group)],
-                       _key=key).sort_values("_key", kind="mergesort")
+    labels = [config_label(a, g, group_col) for a, g in zip(arch, group)]
+    if decoder:
+        labels = [f"{label} / {fmt_value(d)}" for label, d in zip(labels, best[decoder])]
+        key = [k + (fmt_value(d),) for k, d in zip(key, best[decoder])]
+    best = best.assign(label=labels, _key=key).sort_values("_key", kind="mergesort")
     return best.drop(columns="_key")
 
 

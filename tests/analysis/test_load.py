@@ -25,6 +25,9 @@ def test_several_studies_concatenate_with_the_study_column(tmp_path):
     assert both.trials.groupby("study").size().to_dict() == {"a": 8, "b": 5}
     for name in TABLES:
         table = getattr(both, name)
+        if name == "samples":  # segmentation only
+            assert table.empty
+            continue
         assert set(table["study"]) == {"a", "b"}, name
     assert len(both.epochs) == len(load(a).epochs) + len(load(b).epochs)
 
