@@ -6,9 +6,8 @@ Kill points, in order (each later round is a ``tlsweep resume`` that is itself k
 2. SIGKILL in the middle of a Parquet write (the sink paused between the temporary file and its rename);
 3. SIGINT while a trial is in the middle of a checkpoint (written, not yet handed to Tune);
 4. SIGKILL at a random moment (seeded; the delay is printed);
-5. SIGINT in the middle of a Parquet write;
-6. SIGKILL while a trial is in the middle of a checkpoint.
-A round whose point is not reached before the study ends counts as not killed; at least 5 kills must land.
+5. SIGKILL while a trial is in the middle of a checkpoint.
+A round whose point is not reached before the study ends counts as not killed; all 5 kills must land.
 After every kill the tables read back whole and no (trial, epoch) row is duplicated; after the last resume every
 trial finished, epochs 1..3 exist exactly once per trial, and each trial's final metrics equal the metrics stored in
 its last checkpoint.
@@ -29,9 +28,9 @@ from analysis.load import load
 from tests.conftest import tiny_study
 
 TLSWEEP = [os.path.join(os.path.dirname(sys.executable), "tlsweep")]
-EPOCHS, LRS = 3, [0.001, 0.002, 0.003, 0.004, 0.005, 0.006]
+EPOCHS, LRS = 3, [0.001, 0.002, 0.003, 0.004, 0.005]
 ROUNDS = [("SIGKILL", "first-finished", None), ("SIGKILL", "sink.write", 3), ("SIGINT", "checkpoint.write", 2),
-          ("SIGKILL", "random", None), ("SIGINT", "sink.write", 2), ("SIGKILL", "checkpoint.write", 1)]
+          ("SIGKILL", "random", None), ("SIGKILL", "checkpoint.write", 1)]
 
 
 def finished(folder: Path) -> int:
@@ -84,7 +83,7 @@ def test_driver_killed_at_five_points_then_resumed(tmp_path):
         proc = subprocess.Popen(TLSWEEP + cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
         start, deadline = time.time(), time.time() + 240
-        delay = rng.uniform(4, 12) if where == "random" else None
+        delay = rng.uniform(4, 9) if where == "random" else None
 
         def reached() -> bool:
             if where == "first-finished":
@@ -109,7 +108,7 @@ def test_driver_killed_at_five_points_then_resumed(tmp_path):
             done = first.trials[first.trials["status"] == "TERMINATED"]["trial_id"].tolist()
             early_rows = early(first.epochs, done)
     print(f"kills survived: {kills}")
-    assert len(kills) >= 5, kills
+    assert len(kills) == len(ROUNDS), kills
 
     out = subprocess.run(TLSWEEP + ["resume", str(folder)], env=base_env, capture_output=True, text=True,
                          timeout=400)

@@ -57,7 +57,8 @@ def check_arch(arch: str) -> None:
     raise ConfigError(f"model.arch: unknown model {arch!r}{suggest(arch, choices)}")
 
 
-def _weights_mode(cfg: ModelConfig) -> str:
+def weights_mode(cfg: ModelConfig) -> str:
+    """``none``, ``imagenet`` or ``file`` (a pretrain dict must have been resolved to ``file:`` already)."""
     w = cfg.weights
     if isinstance(w, dict):
         raise ConfigError("model.weights: a pretrain spec must be resolved by the orchestrator (tlsweep run)")
@@ -143,7 +144,7 @@ def build_model(cfg: ModelConfig, num_classes: int, image_size: int | None = Non
         (['fc.weight', 'fc.bias'], 5)
     """
     check_arch(cfg.arch)
-    mode = _weights_mode(cfg)
+    mode = weights_mode(cfg)
     if cfg.arch in scratch.LOCAL_MODELS:
         bundle = _build_local(cfg, num_classes, image_size, mode)
     elif cfg.arch.startswith("tv:"):

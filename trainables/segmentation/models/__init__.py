@@ -15,28 +15,13 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from trainables.config import ModelConfig
-from trainables.errors import ConfigError
-from trainables.models import ModelBundle, weights
+from trainables.models import ModelBundle, weights, weights_mode
 from trainables.registry import Registry
 from trainables.segmentation.models import segformer
 from trainables.segmentation.models.decoders import DeconvDecoder, FPNDecoder, SegModel, UNetDecoder
 from trainables.segmentation.models.encoders import build_encoder, check_encoder, load_encoder
 
 SEG_MODELS: Registry[Callable[..., ModelBundle]] = Registry("model.decoder")
-
-
-def weights_mode(cfg: ModelConfig) -> str:
-    """``none``, ``imagenet`` or ``file`` (a pretrain dict must have been resolved to ``file:`` already)."""
-    w = cfg.weights
-    if isinstance(w, dict):
-        raise ConfigError("model.weights: a pretrain spec must be resolved by the orchestrator (tlsweep run)")
-    if w in (None, "none", False):
-        return "none"
-    if w in ("imagenet", "pretrained", True):
-        return "imagenet"
-    if isinstance(w, str) and w.startswith("file:"):
-        return "file"
-    raise ConfigError(f"model.weights: expected none, imagenet or file:<path>, got {w!r}")
 
 
 def _cnn(decoder_factory) -> Callable[[ModelConfig, int, str], ModelBundle]:
