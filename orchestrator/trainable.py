@@ -14,6 +14,7 @@ from typing import Optional
 
 from ray import tune
 
+from orchestrator import data_share
 from orchestrator import faults
 from orchestrator.space import resolve
 from search_spaces.sections import ResourceSpec
@@ -88,6 +89,7 @@ def run_trial(config: dict, *, base: dict, task: str, pretrained: Optional[dict]
         return
     if trial.get("training", {}).get("threads") is None:
         torch.set_num_threads(max(1, int(cpus_per_trial)))
+    data_share.install()  # data decoded once per node (data.share), read by the other trials there
     ckpts = TuneCheckpoints()
     where = placement()
     TASKS.get(task)(trial, lambda m: ckpts.report({**encode(m), **where}), ckpts)

@@ -16,6 +16,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 
 from orchestrator import space
+from orchestrator.data_share import shared_data
 from orchestrator.sink import ParquetSink
 from orchestrator.storage import StudyStore, as_location, study_location
 from orchestrator.trainable import run_trial
@@ -215,7 +216,8 @@ def run_study(study: Study, storage: Optional[str] = None, overwrite: bool = Fal
     param_space = {} if study.search.algorithm == "optuna" else space.param_space(study)
     tuner = tune.Tuner(build_trainable(study, pretrained), param_space=param_space,
                        tune_config=tune_config(study), run_config=run_config(study, store))
-    return folder, tuner.fit()
+    with shared_data(log):  # data decoded once per node; its object store copies are freed when the study ends
+        return folder, tuner.fit()
 
 
 def load_study_dir(folder: str | os.PathLike) -> tuple[Study, Path | str]:
@@ -237,4 +239,5 @@ def resume_study(folder: str | os.PathLike):
     pretrained = yaml.safe_load(store.read_text(PRETRAINED_FILE)) if store.is_file(PRETRAINED_FILE) else {}
     tuner = tune.Tuner.restore(**store.tune_restore(), trainable=build_trainable(study, pretrained or {}),
                                resume_unfinished=True, resume_errored=True)
-    return location, tuner.fit()
+    with shared_data(print):
+        return location, tuner.fit()

@@ -1,8 +1,14 @@
 """Shared test setup: offline hub, few threads, small shared fixtures."""
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# the frozen-feature cache of every test (and of the Ray workers they start) lives in a fresh folder, never the user's
+os.environ["TLSWEEP_FEATURE_CACHE"] = tempfile.mkdtemp(prefix="tlsweep-test-features-")
+atexit.register(shutil.rmtree, os.environ["TLSWEEP_FEATURE_CACHE"], True)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import math
 import time
 from typing import Any, Callable, Optional
@@ -26,8 +27,10 @@ import torch.nn.functional as F
 
 from trainables.checkpoint import Checkpoints, NoCheckpoints
 from trainables.config import TrialConfig, trial_config
-from trainables.data import ImageData, Split, load_raw, prepare
+from trainables.data import ImageData, Split, load_raw
+from trainables.data.shared import prepared
 from trainables.distributed import all_sum, gather_rows, rank_world, shard_bounds, wrap
+from trainables.feature_cache import CachedInputs, for_phase
 from trainables.freezing import STRATEGIES, Plan, apply_plan, param_groups, set_train_mode
 from trainables.metrics import classification_metrics, per_class_table
 from trainables.models import ModelBundle, build_model
@@ -35,6 +38,7 @@ from trainables.optim import Schedule, build_optimizer
 from trainables.transforms import AUGMENTATIONS, Preprocess
 
 Report = Callable[[dict], Any]
+log = logging.getLogger(__name__)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -96,7 +100,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.bundle: ModelBundle = build_model(cfg.model, len(raw.class_names), cfg.data.image_size)
         self.image_size = cfg.data.image_size or self.bundle.input_size
-        self.data: ImageData = prepare(raw, cfg.data, self.image_size)
+        self.data: ImageData = prepared(raw, cfg.data, self.image_size)
         cuda = self.device.type == "cuda"
         self.model = self.bundle.model.to(self.device, memory_format=torch.channels_last if cuda else
                                           torch.contiguous_format)
@@ -115,6 +119,7 @@ class Trainer:
         self.start_epoch = 0
         self.best = {"val_acc": -1.0, "epoch": 0, "per_class": None, "confusion": None, "bad_epochs": 0}
         self.best_model: Optional[dict] = None
+        self.cached: Optional[CachedInputs] = None  # this phase's frozen part, precomputed (trainables.feature_cache)
 
     # ---- phases (two_phase rebuilds the optimizer when it unfreezes) -------------------------------------
     def _phase_length(self, phase: int) -> int:
@@ -132,6 +137,9 @@ class Trainer:
         self.opt = build_optimizer(param_groups(self.model, plan, t.lr), t)
         self.sched = Schedule(self.opt, t, self._phase_length(plan.phase), self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
+        self.cached, note = for_phase(self.cfg, self.bundle, plan, self.frozen_bn, self.data.splits, self.pre,
+                                      self._autocast, self.amp, self.world)
+        log.info("phase %d: %s", plan.phase, note)
         return True
 
     @property
@@ -153,18 +161,20 @@ class Trainer:
         seen = 0
         self.opt.zero_grad(set_to_none=True)
         start = time.perf_counter()
-        for i, (x, y) in enumerate(iterate(self.data.splits["train"], self.batch_size, True, self.gen,
+        cached = self.cached  # same permutation and batches over the cached tensors as over the images
+        train_split = cached.splits["train"] if cached else self.data.splits["train"]
+        for i, (x, y) in enumerate(iterate(train_split, self.batch_size, True, self.gen,
                                            self.cfg.data.num_workers, (self.rank, self.world))):
             if i >= self.batches_per_epoch:
                 break
             if len(y) < 2 and i > 0:  # a lone last sample breaks BatchNorm; skip it (shards are equal: all ranks do)
                 continue
-            x, y = self.pre(x, train=True), y.to(self.device, non_blocking=True)
+            x, y = cached.batch(x) if cached else self.pre(x, train=True), y.to(self.device, non_blocking=True)
             stepping = (i + 1) % t.grad_accum == 0 or i + 1 == self.batches_per_epoch
             # accumulation steps skip DDP's gradient all-reduce; the stepping one averages the sum over ranks
             with contextlib.nullcontext() if stepping or self.net is self.model else self.net.no_sync():
                 with self._autocast():
-                    logits = self.net(x)
+                    logits = cached.forward(x) if cached else self.net(x)
                     loss = F.cross_entropy(logits, y, label_smoothing=t.label_smoothing)
                 value = loss.item()
                 if not math.isfinite(value):
@@ -198,19 +208,23 @@ class Trainer:
             return (gather_rows(logits, self.device, self.world), gather_rows(labels, self.device, self.world))
         return self._predict(split)
 
-    def _predict(self, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
+    def _predict(self, split: Split, cached: Optional[CachedInputs] = None) -> tuple[torch.Tensor, torch.Tensor]:
         self.model.eval()
         logits, labels = [], []
         bs = max(self.cfg.training.batch_size, 256)
         for x, y in iterate(split, bs, False, self.gen, self.cfg.data.num_workers):
             with self._autocast():
-                out = self.model(self.pre(x, train=False))
+                out = cached.forward(cached.batch(x)) if cached else self.model(self.pre(x, train=False))
             logits.append(out.float().cpu())
             labels.append(y)
         return torch.cat(logits), torch.cat(labels)
 
     def evaluate(self, split_name: str, prefix: str) -> tuple[dict, torch.Tensor, torch.Tensor]:
-        logits, labels = self.predict(self.data.splits[split_name])
+        if self.cached is not None and split_name in self.cached.splits:
+            with torch.no_grad():
+                logits, labels = self._predict(self.cached.splits[split_name], self.cached)
+        else:
+            logits, labels = self.predict(self.data.splits[split_name])
         m = {f"{prefix}loss": F.cross_entropy(logits, labels).item()}
         m.update(classification_metrics(logits, labels, self.data.num_classes, prefix))
         return m, logits, labels
@@ -266,6 +280,8 @@ class Trainer:
             metrics.update(val)
             metrics["lr"] = self.opt.param_groups[0]["lr"]
             metrics["trainable_params"] = self.trainable_params
+            metrics["feature_cache"] = int(self.cached is not None and self.cached.kind == "features")
+            metrics["prefix_cache"] = int(self.cached is not None and self.cached.kind == "prefix")
             metrics["epoch_seconds"] = time.perf_counter() - start
             self.sched.step_epoch(val["val_acc"])
             if val["val_acc"] > self.best["val_acc"]:

@@ -30,6 +30,7 @@ class DataConfig:
     num_workers: int = 0                # loader processes for data decoded lazily
     memory_limit_mb: int = 2048         # image folders decoded into memory up to this size
     on_bad_image: str = "error"         # error | skip: an unreadable image file stops the trial or is left out
+    share: bool = True                  # under Ray: decode once per node, trials read it from the object store
     ignore_index: int = 255             # segmentation: mask value left out of the loss and the metrics
     num_classes: Optional[int] = None   # segfolder: mask classes (default: classes.txt, or largest value + 1)
     sample_images: int = 4              # segmentation: first val images whose predictions are reported as PNGs
@@ -81,6 +82,8 @@ class TrainingConfig:
     device: str = "auto"                # auto | cpu | cuda
     threads: Optional[int] = None       # torch intra-op threads (None: leave as is)
     max_steps_per_epoch: Optional[int] = None  # cap for quick runs and tests
+    feature_cache: bool = True          # frozen backbone, no augmentation: train on its cached outputs
+    prefix_cache_mb: int = 512          # partial freezing: cache the frozen prefix's output up to this size (0: off)
     loss: str = "ce"                    # segmentation: ce | bce | dice | bce_dice | ce_dice
 
 
