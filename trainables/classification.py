@@ -35,6 +35,7 @@ from trainables.freezing import STRATEGIES, Plan, apply_plan, param_groups, set_
 from trainables.metrics import classification_metrics, per_class_table
 from trainables.models import ModelBundle, build_model
 from trainables.optim import Schedule, build_optimizer
+from trainables.placement import place
 from trainables.transforms import AUGMENTATIONS, Preprocess
 
 Report = Callable[[dict], Any]
@@ -58,7 +59,7 @@ def amp_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
 
 
 def iterate(split: Split, batch_size: int, shuffle: bool, gen: torch.Generator, num_workers: int = 0,
-            shard: tuple[int, int] = (0, 1)):
+            shard: tuple[int, int] = (0, 1), pin_memory: bool = False):
     """Yield (uint8 images, labels) batches; in-memory splits are indexed directly (no per-epoch decoding).
 
     ``shard=(rank, world)``: this rank's samples ``order[rank::world]`` of the permutation every rank draws
@@ -72,14 +73,15 @@ def iterate(split: Split, batch_size: int, shuffle: bool, gen: torch.Generator, 
         order = order[:n - n % world][rank::world]
         if not isinstance(split.images, torch.Tensor):
             yield from torch.utils.data.DataLoader(torch.utils.data.Subset(split.images, order.tolist()),
-                                                   batch_size=batch_size, num_workers=num_workers)
+                                                   batch_size=batch_size, num_workers=num_workers,
+                                                   pin_memory=pin_memory)
             return
         for s in range(0, len(order), batch_size):
             idx = order[s:s + batch_size]
             yield split.images[idx], split.labels[idx]
     else:
         yield from torch.utils.data.DataLoader(split.images, batch_size=batch_size, shuffle=shuffle,
-                                               generator=gen, num_workers=num_workers)
+                                               generator=gen, num_workers=num_workers, pin_memory=pin_memory)
 
 
 class Trainer:
@@ -100,13 +102,16 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.bundle: ModelBundle = build_model(cfg.model, len(raw.class_names), cfg.data.image_size)
         self.image_size = cfg.data.image_size or self.bundle.input_size
-        self.data: ImageData = prepared(raw, cfg.data, self.image_size)
         cuda = self.device.type == "cuda"
+        self.data: ImageData
+        self.data, where = place(prepared(raw, cfg.data, self.image_size), self.device, t.data_on_gpu_mb)
+        log.info("images in %s", where)
         self.model = self.bundle.model.to(self.device, memory_format=torch.channels_last if cuda else
                                           torch.contiguous_format)
         self.pre = Preprocess(self.bundle.mean, self.bundle.std, self.device, augment_factory(self.image_size),
                               channels_last=cuda)
         self.amp = amp_dtype(t.precision, self.device)
+        self.pin = cuda  # DataLoaders of lazily read sets hand over page-locked batches
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.batch_size = max(1, t.batch_size // self.world)  # per rank: the global batch stays batch_size
         n_train = len(self.data.splits["train"]) // self.world
@@ -164,7 +169,7 @@ class Trainer:
         cached = self.cached  # same permutation and batches over the cached tensors as over the images
         train_split = cached.splits["train"] if cached else self.data.splits["train"]
         for i, (x, y) in enumerate(iterate(train_split, self.batch_size, True, self.gen,
-                                           self.cfg.data.num_workers, (self.rank, self.world))):
+                                           self.cfg.data.num_workers, (self.rank, self.world), self.pin)):
             if i >= self.batches_per_epoch:
                 break
             if len(y) < 2 and i > 0:  # a lone last sample breaks BatchNorm; skip it (shards are equal: all ranks do)
@@ -192,6 +197,8 @@ class Trainer:
             loss_sum += loss.detach().float() * len(y)
             correct += (logits.argmax(1) == y).sum()
             seen += len(y)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # the epoch's last steps are queued, not done
         seconds = time.perf_counter() - start
         loss_total, correct_total, seen = all_sum([loss_sum.item(), correct.item(), seen], self.device, self.world)
         return {"train_loss": loss_total / max(seen, 1), "train_acc": correct_total / max(seen, 1),
@@ -212,11 +219,11 @@ class Trainer:
         self.model.eval()
         logits, labels = [], []
         bs = max(self.cfg.training.batch_size, 256)
-        for x, y in iterate(split, bs, False, self.gen, self.cfg.data.num_workers):
+        for x, y in iterate(split, bs, False, self.gen, self.cfg.data.num_workers, pin_memory=self.pin):
             with self._autocast():
                 out = cached.forward(cached.batch(x)) if cached else self.model(self.pre(x, train=False))
             logits.append(out.float().cpu())
-            labels.append(y)
+            labels.append(y.cpu())
         return torch.cat(logits), torch.cat(labels)
 
     def evaluate(self, split_name: str, prefix: str) -> tuple[dict, torch.Tensor, torch.Tensor]:

@@ -84,6 +84,7 @@ class TrainingConfig:
     max_steps_per_epoch: Optional[int] = None  # cap for quick runs and tests
     feature_cache: bool = True          # frozen backbone, no augmentation: train on its cached outputs
     prefix_cache_mb: int = 512          # partial freezing: cache the frozen prefix's output up to this size (0: off)
+    data_on_gpu_mb: int = 4096          # CUDA: keep in-memory images on the GPU up to this size (else pinned; 0: never)
     loss: str = "ce"                    # segmentation: ce | bce | dice | bce_dice | ce_dice
 
 

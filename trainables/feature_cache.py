@@ -304,9 +304,10 @@ def load_or_compute(kind: str, boundary: str, common: dict, fn: Callable, forwar
         path = folder / f"{kind}-{entry_key(parts)}.pt"
         meta = {"kind": kind, "arch": cfg.model.arch, "split": name, "data": dataclasses.asdict(cfg.data),
                 "key": json.dumps(parts, sort_keys=True, default=str)}
+        labels = split.labels.cpu()  # the images (and labels) may be held on the GPU (trainables.placement)
         features, computed = fetch(path, lambda: run_over(fn, split, pre, autocast, cfg.data.num_workers),
-                                   split.labels, meta)
-        cached.splits[name] = Split(features, split.labels)
+                                   labels, meta)
+        cached.splits[name] = Split(features, labels)
         (cached.computed if computed else cached.loaded).append(name)
     return cached
 
