@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import random
 from typing import Any, Optional
 
 from ray import tune
@@ -70,12 +71,27 @@ def _grid_combos(grids: list[Domain], base: dict) -> list[dict]:
     return combos
 
 
+def shuffled_grid(study: Study) -> bool:
+    """Whether the grid's combinations run in a seeded random order (``search.grid_order``).
+
+    Asynchronous ASHA lets the first trials to reach a rung continue, as there is nothing yet to compare them
+    with; a grid listed weakest first (small models, low learning rates) is its worst case, so under a
+    scheduler ``auto`` shuffles (bench/asha_vs_grid.py measures both orders).
+    """
+    order = study.search.grid_order
+    return order == "shuffled" or (order == "auto" and study.search.scheduler is not None)
+
+
 def param_space(study: Study) -> dict:
     """Ray Tune param_space for random and grid search (``seeds`` adds a grid over seeds)."""
     base = study.trial
     space: dict = {}
     grids = [d for d in study.domains if d.kind == "grid"]
-    if any(d.when for d in grids):
+    if grids and shuffled_grid(study):
+        combos = _grid_combos(grids, base)
+        random.Random(base.get("seed", 0)).shuffle(combos)
+        space[GRID_KEY] = tune.grid_search(combos)
+    elif any(d.when for d in grids):
         space[GRID_KEY] = tune.grid_search(_grid_combos(grids, base))
     else:
         space.update({d.path: tune_domain(d) for d in grids})

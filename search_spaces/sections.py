@@ -17,6 +17,7 @@ KNOWN_METRICS = ("val_acc", "val_loss", "val_top5", "val_macro_f1", "val_precisi
                  "train_acc", "train_loss",
                  "val_miou", "val_dice", "val_pixel_acc", "val_mean_acc")  # trainables.segmentation
 ALGORITHMS = ("random", "grid", "optuna")
+GRID_ORDERS = ("auto", "listed", "shuffled")
 DOMAINS_WHERE = "search domains are only allowed in data, model, training and seed"
 
 
@@ -38,6 +39,7 @@ class SearchSpec:
     max_concurrent: Optional[int] = None
     time_budget_s: Optional[float] = None
     scheduler: Optional[SchedulerSpec] = field(default_factory=SchedulerSpec)  # None: no early stopping
+    grid_order: str = "auto"            # auto (shuffled under a scheduler, else listed) | listed | shuffled
 
 
 @dataclass
@@ -166,7 +168,8 @@ def parse_search(raw: Any) -> SearchSpec:
         metric=metric, mode=mode,
         max_concurrent=as_int("search.max_concurrent", tree.get("max_concurrent"), 1, optional=True),
         time_budget_s=as_number("search.time_budget_s", tree.get("time_budget_s"), 0, strict=True, optional=True),
-        scheduler=parse_scheduler(tree["scheduler"]) if "scheduler" in tree else SchedulerSpec())
+        scheduler=parse_scheduler(tree["scheduler"]) if "scheduler" in tree else SchedulerSpec(),
+        grid_order=one_of("search.grid_order", tree.get("grid_order", "auto"), GRID_ORDERS))
 
 
 def parse_resources(raw: Any) -> ResourceSpec:

@@ -7,8 +7,11 @@ import tempfile
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # the frozen-feature cache of every test (and of the Ray workers they start) lives in a fresh folder, never the user's
-os.environ["TLSWEEP_FEATURE_CACHE"] = tempfile.mkdtemp(prefix="tlsweep-test-features-")
-atexit.register(shutil.rmtree, os.environ["TLSWEEP_FEATURE_CACHE"], True)
+# (once per test session: test modules, and the processes they spawn, import this file again as tests.conftest)
+if not os.environ.get("TLSWEEP_TEST_SESSION"):
+    os.environ["TLSWEEP_TEST_SESSION"] = "1"
+    os.environ["TLSWEEP_FEATURE_CACHE"] = tempfile.mkdtemp(prefix="tlsweep-test-features-")
+    atexit.register(shutil.rmtree, os.environ["TLSWEEP_FEATURE_CACHE"], True)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -32,6 +35,19 @@ def tiny_config(**sections) -> dict:
 @pytest.fixture
 def tiny():
     return tiny_config
+
+
+class Interrupted(Exception):
+    """Raised from ``report`` to stop a training run after an epoch, as a killed trial would."""
+
+
+def train_until(train, config, epoch: int, checkpoints) -> None:
+    """Run ``train(config, report, checkpoints)`` and interrupt it once epoch ``epoch`` is reported."""
+    def report(m):
+        if m["epoch"] == epoch:
+            raise Interrupted
+    with pytest.raises(Interrupted):
+        train(config, report, checkpoints)
 
 
 @pytest.fixture(scope="session")

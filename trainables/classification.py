@@ -37,6 +37,7 @@ from trainables.models import ModelBundle, build_model
 from trainables.optim import Schedule, build_optimizer
 from trainables.placement import place
 from trainables.transforms import AUGMENTATIONS, Preprocess
+from trainables.trial_state import Resumable
 
 Report = Callable[[dict], Any]
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ def iterate(split: Split, batch_size: int, shuffle: bool, gen: torch.Generator, 
                                                generator=gen, num_workers=num_workers, pin_memory=pin_memory)
 
 
-class Trainer:
+class Trainer(Resumable):
     """State of one classification trial; ``run`` drives the epochs."""
 
     def __init__(self, cfg: TrialConfig):
@@ -235,39 +236,6 @@ class Trainer:
         m = {f"{prefix}loss": F.cross_entropy(logits, labels).item()}
         m.update(classification_metrics(logits, labels, self.data.num_classes, prefix))
         return m, logits, labels
-
-    # ---- checkpoint state ------------------------------------------------------------------------------
-    def state(self, epoch: int, metrics: dict) -> dict:
-        state = {
-            "epoch": epoch, "phase": self.plan.phase, "model": self.model.state_dict(),
-            "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "loader": self.gen.get_state()},
-            "best": dict(self.best), "config": self.cfg.to_dict(), "class_names": list(self.data.class_names),
-            "arch": self.cfg.model.arch, "image_size": self.image_size, "mean": list(self.bundle.mean),
-            "std": list(self.bundle.std),
-            "metrics": {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))},
-        }
-        if torch.cuda.is_available():
-            state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
-        if self.best_model is not None:
-            state["best_model"] = self.best_model
-        return state
-
-    def restore(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.start_epoch = int(state["epoch"])
-        self.ensure_phase(self.start_epoch)
-        if state["phase"] == self.plan.phase:  # at a phase switch the new phase starts a fresh optimizer
-            self.opt.load_state_dict(state["optimizer"])
-            self.sched.load_state_dict(state["scheduler"])
-            self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        self.gen.set_state(state["rng"]["loader"])
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        self.best = dict(state["best"])
-        self.best_model = state.get("best_model")
 
     # ---- the loop ---------------------------------------------------------------------------------------
     def run(self, report: Report, checkpoints: Checkpoints) -> dict:

@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from tests.conftest import train_until
 from trainables.checkpoint import DirCheckpoints
 from trainables.classification import train
 
@@ -41,15 +42,7 @@ def test_checkpoint_resume_matches_uninterrupted_run(tiny, tmp_path):
                model={"dropout": 0.3})
     full = []
     train(cfg, full.append)
-
-    class Stop(Exception):
-        pass
-
-    def stop_after_two(m):
-        if m["epoch"] == 2:
-            raise Stop
-    with pytest.raises(Stop):
-        train(cfg, stop_after_two, DirCheckpoints(tmp_path))
+    train_until(train, cfg, 2, DirCheckpoints(tmp_path))
     resumed = []
     train(cfg, resumed.append, DirCheckpoints(tmp_path))
     assert [r["epoch"] for r in resumed] == [3]

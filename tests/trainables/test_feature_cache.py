@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.conftest import train_until
 from trainables.checkpoint import DirCheckpoints
 from trainables.classification import Trainer, train
 from trainables.config import trial_config
@@ -189,15 +190,7 @@ def test_no_cache_where_it_would_change_the_results(tiny, change, why, caplog):
 def test_resume_on_cached_features_continues_exactly(tiny, tmp_path):
     cfg = tiny(model=PROBE, data=SMALL, training={"epochs": 3, "scheduler": "cosine"})
     full = run(cfg)
-
-    class Stop(Exception):
-        pass
-
-    def stop_after_two(m):
-        if m["epoch"] == 2:
-            raise Stop
-    with pytest.raises(Stop):
-        train(cfg, stop_after_two, DirCheckpoints(tmp_path / "ckpt"))
+    train_until(train, cfg, 2, DirCheckpoints(tmp_path / "ckpt"))
     state = DirCheckpoints(tmp_path / "ckpt").latest()
     assert set(state["model"]) == set(Trainer(trial_config(cfg)).model.state_dict())  # the full model, not the head
     resumed = run(cfg, DirCheckpoints(tmp_path / "ckpt"))

@@ -32,11 +32,12 @@ from trainables.segmentation.metrics import ConfusionMeter, per_class_table
 from trainables.segmentation.models import build_seg_model, check_seg_model, default_input_size
 from trainables.segmentation.samples import samples_payload
 from trainables.segmentation.transforms import SEG_AUGMENTATIONS, normalize
+from trainables.trial_state import Resumable
 
 Report = Callable[[dict], Any]
 
 
-class SegTrainer:
+class SegTrainer(Resumable):
     """State of one segmentation trial; ``run`` drives the epochs."""
 
     def __init__(self, cfg: TrialConfig):
@@ -167,39 +168,9 @@ class SegTrainer:
         images, targets = split.take(list(range(len(preds))))
         return samples_payload(images, targets.long(), preds)
 
-    # ---- checkpoint state ------------------------------------------------------------------------------
-    def state(self, epoch: int, metrics: dict) -> dict:
-        state = {
-            "epoch": epoch, "phase": self.plan.phase, "model": self.model.state_dict(),
-            "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "loader": self.gen.get_state()},
-            "best": dict(self.best), "config": self.cfg.to_dict(), "class_names": list(self.data.class_names),
-            "task": "segmentation", "arch": self.cfg.model.arch, "decoder": self.cfg.model.decoder,
-            "image_size": self.image_size, "mean": list(self.bundle.mean), "std": list(self.bundle.std),
-            "ignore_index": self.data.ignore_index,
-            "metrics": {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))},
-        }
-        if torch.cuda.is_available():
-            state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
-        if self.best_model is not None:
-            state["best_model"] = self.best_model
-        return state
-
-    def restore(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.start_epoch = int(state["epoch"])
-        self.ensure_phase(self.start_epoch)
-        if state["phase"] == self.plan.phase:  # at a phase switch the new phase starts a fresh optimizer
-            self.opt.load_state_dict(state["optimizer"])
-            self.sched.load_state_dict(state["scheduler"])
-            self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        self.gen.set_state(state["rng"]["loader"])
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        self.best = dict(state["best"])
-        self.best_model = state.get("best_model")
+    # ---- checkpoint state (trainables.trial_state) ---------------------------------------------------------
+    def state_extra(self) -> dict:
+        return {"task": "segmentation", "decoder": self.cfg.model.decoder, "ignore_index": self.data.ignore_index}
 
     # ---- the loop ---------------------------------------------------------------------------------------
     def run(self, report: Report, checkpoints: Checkpoints) -> dict:

@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 
+from tests.conftest import train_until
 from trainables.checkpoint import DirCheckpoints
 from trainables.errors import ConfigError
 from trainables.segmentation import train
@@ -52,15 +53,7 @@ def test_two_epochs_report_every_key_and_payload(uninterrupted):
 
 def test_resume_from_epoch_one_matches_an_uninterrupted_run(uninterrupted, tmp_path):
     full, _ = uninterrupted
-
-    class Stop(Exception):
-        pass
-
-    def stop_after_one(m):
-        if m["epoch"] == 1:
-            raise Stop
-    with pytest.raises(Stop):
-        train(config(), stop_after_one, DirCheckpoints(tmp_path))
+    train_until(train, config(), 1, DirCheckpoints(tmp_path))
     resumed = []
     train(config(), resumed.append, DirCheckpoints(tmp_path))
     assert [r["epoch"] for r in resumed] == [2]
