@@ -25,6 +25,7 @@ from typing import Any, Callable, Optional
 import torch
 import torch.nn.functional as F
 
+from trainables.batch_augment import batch_augment
 from trainables.checkpoint import Checkpoints, NoCheckpoints
 from trainables.config import TrialConfig, trial_config
 from trainables.data import ImageData, Split, load_raw
@@ -110,7 +111,8 @@ class Trainer(Resumable):
         self.model = self.bundle.model.to(self.device, memory_format=torch.channels_last if cuda else
                                           torch.contiguous_format)
         self.pre = Preprocess(self.bundle.mean, self.bundle.std, self.device, augment_factory(self.image_size),
-                              channels_last=cuda)
+                              channels_last=cuda,
+                              batch_augment=batch_augment(cfg.data.augment, self.image_size) if cuda else None)
         self.amp = amp_dtype(t.precision, self.device)
         self.pin = cuda  # DataLoaders of lazily read sets hand over page-locked batches
         self.gen = torch.Generator().manual_seed(cfg.seed)

@@ -325,7 +325,7 @@ def for_phase(cfg: TrialConfig, bundle: ModelBundle, plan: Plan, frozen_bn: list
     t = cfg.training
     if not t.feature_cache:
         return None, "training.feature_cache is off"
-    if cfg.data.augment != "none" or pre.augment is not None:
+    if cfg.data.augment != "none" or pre.augment is not None or pre.batch_augment is not None:
         return None, f"data.augment is {cfg.data.augment}"
     if world > 1:
         return None, "data-parallel trial"

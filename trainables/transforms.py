@@ -29,18 +29,25 @@ def _strong(size: int) -> Callable:
 
 
 class Preprocess:
-    """uint8 N x 3 x H x W batch -> augmented (training only), normalised float batch on ``device``."""
+    """uint8 N x 3 x H x W batch -> augmented (training only), normalised float batch on ``device``.
+
+    ``batch_augment`` (``trainables.batch_augment``; the trainer passes it on CUDA) augments the whole batch on
+    the device instead of ``augment`` image by image on the host.
+    """
 
     def __init__(self, mean, std, device: torch.device, augment: Optional[Callable] = None,
-                 channels_last: bool = False):
+                 channels_last: bool = False, batch_augment: Optional[Callable] = None):
         self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255.0
         self.std = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255.0
         self.device = device
         self.augment = augment
+        self.batch_augment = batch_augment
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def __call__(self, x: torch.Tensor, train: bool) -> torch.Tensor:
-        if train and self.augment is not None:
+        if train and self.batch_augment is not None:
+            x = self.batch_augment(x.to(self.device, non_blocking=True))
+        elif train and self.augment is not None:
             x = torch.stack([self.augment(img) for img in x])
         x = x.to(self.device, non_blocking=True).float()
         x = (x - self.mean) / self.std
