@@ -87,7 +87,7 @@ def main() -> None:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     root = tempfile.mkdtemp(prefix="tlsweep-asha-")
     grid = one_run("grid", "none", 0, args, root)
-    print(f"grid     order {grid['order']:9s} epochs {grid['epochs']:4d}, best val_acc {grid['best']:.4f} "
+    print(f"grid     (every trial to full length) epochs {grid['epochs']:4d}, best val_acc {grid['best']:.4f} "
           f"({grid['config']}), wall {grid['wall']:.1f}s", flush=True)
     runs = []
     for rf in (int(x) for x in args.reduction_factors.split(",")):

@@ -25,6 +25,7 @@ from ray import tune  # noqa: E402
 
 from analysis.load import load  # noqa: E402
 from orchestrator import tuner as T  # noqa: E402
+from orchestrator.storage import StudyStore  # noqa: E402
 from search_spaces import study_from_dict  # noqa: E402
 
 
@@ -45,11 +46,12 @@ def study(name: str, n: int, epochs: int = 1, size: int = 16, **training) -> obj
 def noop_sweep(n: int, reuse: bool, root: str) -> float:
     s = study(f"noop_reuse{int(reuse)}", n)
     folder = T.study_dir(s, root)
-    T.prepare_folder(s, folder, overwrite=True)
+    store = StudyStore(folder)
+    T.prepare_folder(s, store, overwrite=True)
     cfg = T.tune_config(s)
     cfg.reuse_actors = reuse
     tuner = tune.Tuner(tune.with_resources(noop_trial, {"cpu": 1}), param_space=T.space.param_space(s),
-                       tune_config=cfg, run_config=T.run_config(s, folder))
+                       tune_config=cfg, run_config=T.run_config(s, store))
     start = time.perf_counter()
     tuner.fit()
     wall = time.perf_counter() - start
