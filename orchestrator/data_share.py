@@ -3,7 +3,8 @@
 The Ray side of ``trainables.data.shared`` (which stays Ray-free and only defines the key and the arrays).
 
 - **Registry** (one per study run): a non-detached actor that ``shared_data()`` starts in the driver around
-  ``Tuner.fit()``, named ``tlsweep-data-<job id>`` so that trials (actors of the same job) find it. It creates one
+  ``Tuner.fit()``, on the driver's node (which a study cannot outlive), named ``tlsweep-data-<job id>`` so that
+  trials (actors of the same job) find it. It creates one
   **holder** per node on demand (0 CPUs, pinned to the node with ``NodeAffinitySchedulingStrategy``; the nodes
   alive at the start get theirs right away, while Tune starts its trials).
 - **Holder** (per node): content key (``spec_key``: the data fields that change the decoded images, the image
@@ -18,11 +19,14 @@ The Ray side of ``trainables.data.shared`` (which stays Ray-free and only define
   store). Holders are owned by the registry and the registry by the driver: ``shared_data()`` kills them when
   the study ends (the copies leave the object store at once), and if the driver dies, Ray's fate sharing of
   non-detached actors removes them.
+- **Never fatal**: sharing only saves time. When the registry or a node's holder is gone (its node was lost
+  mid-study), a trial logs a warning and decodes its own data, as without sharing.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import time
 from typing import Optional
@@ -35,6 +39,7 @@ from trainables.data.base import ImageData, RawData, prepare
 from trainables.data.shared import describe, from_arrays, nbytes, set_provider, spec_key, to_arrays
 
 POLL_S = 2.0  # how often a waiting trial checks that the trial decoding its data is still alive
+log = logging.getLogger(__name__)
 _last_stats: dict = {}
 _last_holders: list = []
 
@@ -136,9 +141,24 @@ class Registry:
         return dict(self.holders)
 
     def report(self) -> dict:
-        nodes = list(self.holders)
-        reports = ray.get([self.holders[n].report.remote() for n in nodes])
-        return {n: r for n, r in zip(nodes, reports) if r}
+        out = {}
+        for node, holder in self.holders.items():
+            with contextlib.suppress(ray.exceptions.RayActorError):  # its node is gone, and its counters with it
+                report = ray.get(holder.report.remote())
+                if report:
+                    out[node] = report
+        return out
+
+
+class Unavailable(Exception):
+    """The registry or this node's holder is gone (e.g. its node was lost): decode without sharing."""
+
+
+def _get(ref):
+    try:
+        return ray.get(ref)
+    except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as e:  # a dead actor, or what it owned
+        raise Unavailable(f"{type(e).__name__}: {str(e).splitlines()[0]}") from e
 
 
 class SharedProvider:
@@ -153,16 +173,23 @@ class SharedProvider:
                 self.registry = ray.get_actor(registry_name())
             except ValueError:  # run_trial outside run_study/resume_study: nothing to share with
                 return None
-        return ray.get(self.registry.holder.remote(ray.get_runtime_context().get_node_id()))[0]
+        return _get(self.registry.holder.remote(ray.get_runtime_context().get_node_id()))[0]
 
     def __call__(self, raw: RawData, cfg: DataConfig, image_size: int) -> ImageData:
+        try:
+            return self._shared(raw, cfg, image_size)
+        except Unavailable as e:
+            log.warning("data sharing unavailable (%s); this trial decodes its own data", e)
+            return prepare(raw, cfg, image_size)
+
+    def _shared(self, raw: RawData, cfg: DataConfig, image_size: int) -> ImageData:
         holder = self._holder()
         if holder is None:
             return prepare(raw, cfg, image_size)
         key, pid = spec_key(raw, cfg, image_size), os.getpid()
-        what, refs = ray.get(holder.claim.remote(key, pid, describe(cfg, image_size)))
+        what, refs = _get(holder.claim.remote(key, pid, describe(cfg, image_size)))
         if what == "read":
-            return from_arrays(ray.get(refs[0]))
+            return from_arrays(_get(refs[0]))
         if what == "local":
             return prepare(raw, cfg, image_size)
         try:
@@ -170,18 +197,28 @@ class SharedProvider:
             data = prepare(raw, cfg, image_size)
             arrays = to_arrays(data)
             if arrays is None:
-                ray.get(holder.keep_local.remote(key, pid, "decoded lazily (over data.memory_limit_mb)"))
+                with contextlib.suppress(Unavailable):
+                    _get(holder.keep_local.remote(key, pid, "decoded lazily (over data.memory_limit_mb)"))
                 return data
             try:
-                refs = ray.get(holder.done.remote(key, pid, arrays, nbytes(arrays), time.perf_counter() - start))
+                refs = _get(holder.done.remote(key, pid, arrays, nbytes(arrays), time.perf_counter() - start))
+            except Unavailable as e:
+                log.warning("data sharing unavailable (%s); this trial keeps its own copy", e)
+                return data
             except (ray.exceptions.RayError, MemoryError) as e:  # e.g. larger than the object store
-                ray.get(holder.keep_local.remote(key, pid, f"object store refused it ({type(e).__name__})"))
+                with contextlib.suppress(Unavailable):
+                    _get(holder.keep_local.remote(key, pid, f"object store refused it ({type(e).__name__})"))
                 return data
         except BaseException:
             holder.give_up.remote(key, pid)
             raise
+        try:
+            shared = from_arrays(_get(refs[0]))
+        except Unavailable as e:  # the holder died between done and this get
+            log.warning("data sharing unavailable (%s); this trial keeps its own copy", e)
+            return data
         del data, arrays  # train on the object store's copy, like every other trial of the node
-        return from_arrays(ray.get(refs[0]))
+        return shared
 
 
 def install() -> None:
@@ -221,7 +258,8 @@ def shared_data(log=print):
     name = registry_name()
     with contextlib.suppress(ValueError):
         ray.kill(ray.get_actor(name))  # left by a study of this driver that did not reach its clean-up
-    registry = Registry.options(name=name).remote()
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    registry = Registry.options(name=name, scheduling_strategy=here).remote()  # lives as long as the driver's node
     registry.warm.remote()
     try:
         yield

@@ -146,3 +146,27 @@ def test_study_decodes_once_per_node_per_spec_with_the_same_metrics_as_unshared(
     for holder in data_share.last_holders():
         with pytest.raises(ray.exceptions.RayActorError):
             ray.get(holder.report.remote(), timeout=30)
+
+
+def test_a_lost_registry_or_holder_makes_the_trial_decode_its_own_data(ray_session, caplog):
+    # a node lost mid-study takes its holder (and, were it there, the registry) with it: trials go on unshared
+    import ray
+    from orchestrator.data_share import SharedProvider, shared_data
+    cfg = DataConfig(name="digits", image_size=8, share=True)
+    raw = load_raw(cfg)
+    with shared_data(log=lambda *a: None):
+        provider = SharedProvider()
+        first = provider(raw, cfg, 8)                   # decodes and shares
+        ray.kill(provider._holder())                    # this node's holder dies
+        with caplog.at_level("WARNING", logger="orchestrator.data_share"):
+            again = provider(raw, cfg, 8)
+        assert "data sharing unavailable" in caplog.text
+        ray.kill(provider.registry)                     # and the registry
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="orchestrator.data_share"):
+            third = provider(raw, cfg, 8)
+        assert "data sharing unavailable" in caplog.text
+    for data in (again, third):
+        for name, split in first.splits.items():
+            assert torch.equal(split.images, data.splits[name].images)
+            assert torch.equal(split.labels, data.splits[name].labels)
