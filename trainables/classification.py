@@ -16,7 +16,6 @@ dict once per epoch (under Ray Train reporting is a barrier); only rank 0 saves 
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import math
 import time
@@ -245,7 +244,6 @@ class Trainer(Resumable):
         state = checkpoints.latest()
         if state is not None:
             self.restore(state)
-        keep_best = "test" in self.data.splits
         for epoch in range(self.start_epoch, t.epochs):
             self.ensure_phase(epoch)
             start = time.perf_counter()
@@ -266,14 +264,12 @@ class Trainer(Resumable):
                 self.best.update(val_acc=val["val_acc"], epoch=epoch + 1, per_class=per_class,
                                  confusion=confusion, bad_epochs=0)
                 metrics["per_class"], metrics["confusion"] = per_class, confusion
-                if keep_best:
-                    self.best_model = copy.deepcopy({k: v.cpu() for k, v in self.model.state_dict().items()})
+                self.keep_best_weights()
             else:
                 self.best["bad_epochs"] += 1
             metrics["best_val_acc"], metrics["best_epoch"] = self.best["val_acc"], self.best["epoch"]
-            final = epoch + 1 == t.epochs or (t.early_stop_patience is not None
-                                                and self.best["bad_epochs"] >= t.early_stop_patience)
-            if final and keep_best:
+            final = self.is_final(epoch)
+            if final and self.has_test:
                 metrics.update(self.test_metrics())
             if self.rank == 0 and (final or (epoch + 1) % t.checkpoint_every == 0):
                 checkpoints.save(self.state(epoch + 1, metrics), epoch + 1)
@@ -284,13 +280,10 @@ class Trainer(Resumable):
                 "class_names": self.data.class_names}
 
     def test_metrics(self) -> dict:
-        """Test-split metrics of the best epoch's weights (the current weights are put back after)."""
-        current = copy.deepcopy(self.model.state_dict())
-        if self.best_model is not None:
-            self.model.load_state_dict(self.best_model)
-        m, logits, labels = self.evaluate("test", "test_")
+        """Test-split metrics of the best epoch's weights."""
+        with self.best_weights():
+            m, logits, labels = self.evaluate("test", "test_")
         m["test_per_class"], m["test_confusion"] = per_class_table(logits, labels, self.data.class_names)
-        self.model.load_state_dict(current)
         return m
 
 

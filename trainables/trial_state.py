@@ -1,10 +1,14 @@
-"""What a trial's checkpoint holds and how a trainer resumes from it; shared by every task's trainer.
+"""What a trial's checkpoint holds, how a trainer resumes from it, and its best weights; shared by every task.
 
 A trainer that mixes in :class:`Resumable` has ``model``, ``plan`` (the freezing phase), ``opt``, ``sched``,
-``scaler``, ``gen`` (the loader's generator), ``best``, ``best_model``, ``cfg``, ``data``, ``bundle``,
-``image_size``, ``start_epoch`` and ``ensure_phase(epoch)``; it adds its task's own keys in ``state_extra``.
+``scaler``, ``gen`` (the loader's generator), ``best`` (with ``bad_epochs``), ``best_model``, ``cfg``, ``data``,
+``bundle``, ``image_size``, ``start_epoch`` and ``ensure_phase(epoch)``; it adds its task's own keys in
+``state_extra``.
 """
 from __future__ import annotations
+
+import contextlib
+import copy
 
 import torch
 
@@ -47,3 +51,30 @@ class Resumable:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.best = dict(state["best"])
         self.best_model = state.get("best_model")
+
+    # ---- the best epoch's weights (evaluated on the test split at the end) ----------------------------------
+    @property
+    def has_test(self) -> bool:
+        return "test" in self.data.splits
+
+    def keep_best_weights(self) -> None:
+        """Keep a CPU copy of the current weights as the best epoch's, when a test split will evaluate them."""
+        if self.has_test:
+            self.best_model = copy.deepcopy({k: v.cpu() for k, v in self.model.state_dict().items()})
+
+    def is_final(self, epoch: int) -> bool:
+        """Whether ``epoch`` (0-based) is the last: the configured number, or early stopping's patience is out."""
+        t = self.cfg.training
+        return epoch + 1 == t.epochs or (t.early_stop_patience is not None
+                                         and self.best["bad_epochs"] >= t.early_stop_patience)
+
+    @contextlib.contextmanager
+    def best_weights(self):
+        """The best epoch's weights in the model for the block; the current ones are put back after."""
+        current = copy.deepcopy(self.model.state_dict())
+        if self.best_model is not None:
+            self.model.load_state_dict(self.best_model)
+        try:
+            yield
+        finally:
+            self.model.load_state_dict(current)

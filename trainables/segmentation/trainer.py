@@ -12,7 +12,6 @@ epoch adds ``test_*`` metrics of the best weights when the data set has a test s
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import time
 from typing import Any, Callable, Iterator, Optional
@@ -178,7 +177,6 @@ class SegTrainer(Resumable):
         state = checkpoints.latest()
         if state is not None:
             self.restore(state)
-        keep_best = "test" in self.data.splits
         n_samples = min(self.cfg.data.sample_images, len(self.data.splits["val"]))
         for epoch in range(self.start_epoch, t.epochs):
             self.ensure_phase(epoch)
@@ -196,14 +194,12 @@ class SegTrainer(Resumable):
                 metrics["per_class"], metrics["confusion"] = per_class_table(confusion, self.data.class_names)
                 if n_samples:
                     metrics["samples"] = self.samples(preds)
-                if keep_best:
-                    self.best_model = copy.deepcopy({k: v.cpu() for k, v in self.model.state_dict().items()})
+                self.keep_best_weights()
             else:
                 self.best["bad_epochs"] += 1
             metrics["best_val_miou"], metrics["best_epoch"] = self.best["val_miou"], self.best["epoch"]
-            final = epoch + 1 == t.epochs or (t.early_stop_patience is not None
-                                                and self.best["bad_epochs"] >= t.early_stop_patience)
-            if final and keep_best:
+            final = self.is_final(epoch)
+            if final and self.has_test:
                 metrics.update(self.test_metrics())
             if final or (epoch + 1) % t.checkpoint_every == 0:
                 checkpoints.save(self.state(epoch + 1, metrics), epoch + 1)
@@ -214,13 +210,10 @@ class SegTrainer(Resumable):
                 "class_names": self.data.class_names}
 
     def test_metrics(self) -> dict:
-        """Test-split metrics of the best epoch's weights (the current weights are put back after)."""
-        current = copy.deepcopy(self.model.state_dict())
-        if self.best_model is not None:
-            self.model.load_state_dict(self.best_model)
-        m, confusion, _ = self.evaluate("test", "test_")
+        """Test-split metrics of the best epoch's weights."""
+        with self.best_weights():
+            m, confusion, _ = self.evaluate("test", "test_")
         m["test_per_class"], m["test_confusion"] = per_class_table(confusion, self.data.class_names)
-        self.model.load_state_dict(current)
         return m
 
 
