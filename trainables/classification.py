@@ -31,10 +31,9 @@ from trainables.data import ImageData, Split, load_raw
 from trainables.data.shared import prepared
 from trainables.distributed import all_sum, gather_rows, rank_world, shard_bounds, wrap
 from trainables.feature_cache import CachedInputs, for_phase
-from trainables.freezing import STRATEGIES, Plan, apply_plan, param_groups, set_train_mode
+from trainables.freezing import STRATEGIES, Plan, set_train_mode
 from trainables.metrics import classification_metrics, per_class_table
 from trainables.models import ModelBundle, build_model
-from trainables.optim import Schedule, build_optimizer
 from trainables.placement import place
 from trainables.transforms import AUGMENTATIONS, Preprocess
 from trainables.trial_state import Resumable
@@ -128,37 +127,14 @@ class Trainer(Resumable):
         self.best_model: Optional[dict] = None
         self.cached: Optional[CachedInputs] = None  # this phase's frozen part, precomputed (trainables.feature_cache)
 
-    # ---- phases (two_phase rebuilds the optimizer when it unfreezes) -------------------------------------
-    def _phase_length(self, phase: int) -> int:
-        return sum(1 for e in range(self.cfg.training.epochs)
-                   if self.strategy(self.bundle, self.cfg.model, e).phase == phase)
-
-    def ensure_phase(self, epoch: int) -> bool:
-        plan = self.strategy(self.bundle, self.cfg.model, epoch)
-        if self.plan is not None and plan.phase == self.plan.phase:
-            return False
-        t = self.cfg.training
-        self.plan = plan
-        self.frozen_bn = apply_plan(self.model, plan)
+    # ---- phases (trainables.trial_state) ----------------------------------------------------------------
+    def on_new_phase(self, plan: Plan) -> None:
         self.net = wrap(self.model, self.device, self.world)  # DDP hooks follow requires_grad: rebuild per phase
-        self.opt = build_optimizer(param_groups(self.model, plan, t.lr), t)
-        self.sched = Schedule(self.opt, t, self._phase_length(plan.phase), self.steps_per_epoch)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
         self.cached, note = for_phase(self.cfg, self.bundle, plan, self.frozen_bn, self.data.splits, self.pre,
                                       self._autocast, self.amp, self.world)
         log.info("phase %d: %s", plan.phase, note)
-        return True
-
-    @property
-    def trainable_params(self) -> int:
-        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
 
     # ---- one epoch --------------------------------------------------------------------------------------
-    def _autocast(self):
-        if self.amp is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp)
-
     def train_epoch(self, epoch: int) -> dict:
         t = self.cfg.training
         set_train_mode(self.model, self.frozen_bn)
@@ -268,13 +244,7 @@ class Trainer(Resumable):
             else:
                 self.best["bad_epochs"] += 1
             metrics["best_val_acc"], metrics["best_epoch"] = self.best["val_acc"], self.best["epoch"]
-            final = self.is_final(epoch)
-            if final and self.has_test:
-                metrics.update(self.test_metrics())
-            if self.rank == 0 and (final or (epoch + 1) % t.checkpoint_every == 0):
-                checkpoints.save(self.state(epoch + 1, metrics), epoch + 1)
-            report(metrics)
-            if final:
+            if self.end_epoch(epoch, metrics, report, checkpoints, save=self.rank == 0):
                 break
         return {"best_val_acc": self.best["val_acc"], "best_epoch": self.best["epoch"],
                 "class_names": self.data.class_names}

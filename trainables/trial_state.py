@@ -1,9 +1,10 @@
-"""What a trial's checkpoint holds, how a trainer resumes from it, and its best weights; shared by every task.
+"""What every task's trainer shares: freezing phases, what a checkpoint holds, resuming, the best weights.
 
-A trainer that mixes in :class:`Resumable` has ``model``, ``plan`` (the freezing phase), ``opt``, ``sched``,
-``scaler``, ``gen`` (the loader's generator), ``best`` (with ``bad_epochs``), ``best_model``, ``cfg``, ``data``,
-``bundle``, ``image_size``, ``start_epoch`` and ``ensure_phase(epoch)``; it adds its task's own keys in
-``state_extra``.
+A trainer that mixes in :class:`Resumable` sets ``cfg``, ``strategy``, ``bundle``, ``model``, ``device``, ``amp``,
+``steps_per_epoch``, ``gen`` (the loader's generator), ``data``, ``image_size``, ``plan = None``,
+``start_epoch``, ``best`` (with ``bad_epochs``) and ``best_model``; ``ensure_phase`` then sets ``plan``,
+``frozen_bn``, ``opt``, ``sched`` and ``scaler``. It adds its task's own work at a phase change in
+``on_new_phase`` and its own checkpoint keys in ``state_extra``.
 """
 from __future__ import annotations
 
@@ -12,10 +13,45 @@ import copy
 
 import torch
 
+from trainables.freezing import Plan, apply_plan, param_groups
+from trainables.optim import Schedule, build_optimizer
+
 
 class Resumable:
     """``state(epoch, metrics)`` -> checkpoint dict; ``restore(state)`` continues exactly where it was saved."""
 
+    # ---- phases (two_phase rebuilds the optimizer when it unfreezes) -----------------------------------------
+    def _phase_length(self, phase: int) -> int:
+        return sum(1 for e in range(self.cfg.training.epochs)
+                   if self.strategy(self.bundle, self.cfg.model, e).phase == phase)
+
+    def ensure_phase(self, epoch: int) -> bool:
+        """Freeze for ``epoch``'s phase and start its optimizer and schedule; False if that phase is running."""
+        plan = self.strategy(self.bundle, self.cfg.model, epoch)
+        if self.plan is not None and plan.phase == self.plan.phase:
+            return False
+        t = self.cfg.training
+        self.plan = plan
+        self.frozen_bn = apply_plan(self.model, plan)
+        self.opt = build_optimizer(param_groups(self.model, plan, t.lr), t)
+        self.sched = Schedule(self.opt, t, self._phase_length(plan.phase), self.steps_per_epoch)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
+        self.on_new_phase(plan)
+        return True
+
+    def on_new_phase(self, plan: Plan) -> None:
+        """The task's own work when a phase starts (the freezing and optimizer are set)."""
+
+    @property
+    def trainable_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+
+    def _autocast(self):
+        if self.amp is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp)
+
+    # ---- checkpoint state ------------------------------------------------------------------------------------
     def state_extra(self) -> dict:
         return {}
 
@@ -67,6 +103,17 @@ class Resumable:
         t = self.cfg.training
         return epoch + 1 == t.epochs or (t.early_stop_patience is not None
                                          and self.best["bad_epochs"] >= t.early_stop_patience)
+
+    def end_epoch(self, epoch: int, metrics: dict, report, checkpoints, save: bool = True) -> bool:
+        """The last epoch adds the test metrics (``test_metrics``, the task's); a checkpoint when due (``save``:
+        this process writes them); then ``report(metrics)``. True when ``epoch`` was the last."""
+        final = self.is_final(epoch)
+        if final and self.has_test:
+            metrics.update(self.test_metrics())
+        if save and (final or (epoch + 1) % self.cfg.training.checkpoint_every == 0):
+            checkpoints.save(self.state(epoch + 1, metrics), epoch + 1)
+        report(metrics)
+        return final
 
     @contextlib.contextmanager
     def best_weights(self):

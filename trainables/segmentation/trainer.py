@@ -11,7 +11,6 @@ epoch adds ``test_*`` metrics of the best weights when the data set has a test s
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from typing import Any, Callable, Iterator, Optional
@@ -23,8 +22,7 @@ from trainables.classification import amp_dtype, resolve_device
 from trainables.config import TrialConfig, trial_config
 from trainables.distributed import rank_world
 from trainables.errors import ConfigError
-from trainables.freezing import STRATEGIES, Plan, apply_plan, param_groups, set_train_mode
-from trainables.optim import Schedule, build_optimizer
+from trainables.freezing import STRATEGIES, Plan, set_train_mode
 from trainables.segmentation.data import SEG_DATASETS, SegSplit, load_seg_data
 from trainables.segmentation.losses import LOSSES, build_loss
 from trainables.segmentation.metrics import ConfusionMeter, per_class_table
@@ -66,27 +64,6 @@ class SegTrainer(Resumable):
         self.best = {"val_miou": -1.0, "epoch": 0, "bad_epochs": 0}
         self.best_model: Optional[dict] = None
 
-    # ---- phases (two_phase rebuilds the optimizer when it unfreezes) -------------------------------------
-    def _phase_length(self, phase: int) -> int:
-        return sum(1 for e in range(self.cfg.training.epochs)
-                   if self.strategy(self.bundle, self.cfg.model, e).phase == phase)
-
-    def ensure_phase(self, epoch: int) -> bool:
-        plan = self.strategy(self.bundle, self.cfg.model, epoch)
-        if self.plan is not None and plan.phase == self.plan.phase:
-            return False
-        t = self.cfg.training
-        self.plan = plan
-        self.frozen_bn = apply_plan(self.model, plan)
-        self.opt = build_optimizer(param_groups(self.model, plan, t.lr), t)
-        self.sched = Schedule(self.opt, t, self._phase_length(plan.phase), self.steps_per_epoch)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
-        return True
-
-    @property
-    def trainable_params(self) -> int:
-        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
-
     # ---- data --------------------------------------------------------------------------------------------
     def batches(self, split: SegSplit, shuffle: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(uint8 images, masks) batches; the shuffle order comes from the trial's generator."""
@@ -102,9 +79,6 @@ class SegTrainer(Resumable):
 
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
         return normalize(x, self.bundle.mean, self.bundle.std, self.device)
-
-    def _autocast(self):
-        return torch.autocast(self.device.type, dtype=self.amp) if self.amp else contextlib.nullcontext()
 
     # ---- one epoch --------------------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> dict:
@@ -198,13 +172,7 @@ class SegTrainer(Resumable):
             else:
                 self.best["bad_epochs"] += 1
             metrics["best_val_miou"], metrics["best_epoch"] = self.best["val_miou"], self.best["epoch"]
-            final = self.is_final(epoch)
-            if final and self.has_test:
-                metrics.update(self.test_metrics())
-            if final or (epoch + 1) % t.checkpoint_every == 0:
-                checkpoints.save(self.state(epoch + 1, metrics), epoch + 1)
-            report(metrics)
-            if final:
+            if self.end_epoch(epoch, metrics, report, checkpoints):
                 break
         return {"best_val_miou": self.best["val_miou"], "best_epoch": self.best["epoch"],
                 "class_names": self.data.class_names}
