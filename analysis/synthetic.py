@@ -34,6 +34,12 @@ ARCH_SECONDS = {"resnet18": 12.0, "mobilenetv3_small_100": 6.0, "efficientnet_b0
                 SCRATCH: 3.0}
 ARCH_PARAMS = {"resnet18": 11_180_000, "mobilenetv3_small_100": 1_520_000, "efficientnet_b0": 4_010_000,
                "convnext_tiny": 27_820_000, SCRATCH: 420_000}
+# the share of backbone parameters before each stage boundary (measured: trainables.freezing.stage_sizes)
+ARCH_STAGE_SHARES = {"resnet18": (0.0, 0.001, 0.014, 0.061, 0.249, 1.0),
+                     "mobilenetv3_small_100": (0.0, 0.0, 0.001, 0.007, 0.091, 0.126, 0.574, 0.611, 1.0),
+                     "efficientnet_b0": (0.0, 0.0, 0.001, 0.005, 0.016, 0.077, 0.213, 0.718, 1.0),
+                     "convnext_tiny": (0.0, 0.0, 0.009, 0.044, 0.444, 1.0, 1.0),
+                     SCRATCH: (0.0, 0.022, 0.241, 0.461, 0.681, 0.9, 1.0)}
 # strategy: (skill bonus, best log10 lr, fraction of parameters that train)
 STRATEGY_EFFECT = {"linear_probe": (-0.08, -2.0, 0.01), "partial": (0.02, -2.7, 0.5), "full": (0.04, -3.3, 1.0),
                    "two_phase": (0.05, -3.0, 1.0), "unfreeze_last_k": (0.01, -2.7, 0.3), None: (0.0, -2.5, 1.0)}
@@ -59,6 +65,24 @@ def _configs(rng, n_configs: int, archs: Sequence[str], strategies: Sequence[str
     depth[strategy != "partial"] = None                    # freeze_depth applies to the partial strategy only
     lr = np.round(10.0 ** rng.uniform(-4.5, -1.5, n_configs), 7)
     return pd.DataFrame({"arch": arch, "strategy": strategy, "freeze_depth": depth, "lr": lr})
+
+
+def _frozen_fraction(cfg: pd.DataFrame, n_epochs: int) -> np.ndarray:
+    """(configs x epochs) share of backbone parameters frozen, as trainables.freezing.frozen_fraction reports it:
+    full 0, linear_probe 1, partial the share before stage floor(depth x stages), two_phase 1 for its first epoch
+    (head_epochs 1) and then that share at the default depth 0.5."""
+    out = np.zeros((len(cfg), n_epochs))
+    for i, (arch, strategy, depth) in enumerate(zip(cfg["arch"], cfg["strategy"], cfg["freeze_depth"])):
+        shares = ARCH_STAGE_SHARES.get(arch, (0.0, 0.25, 0.5, 0.75, 1.0))
+        n = len(shares) - 1
+        depth = 0.5 if depth is None or pd.isna(depth) else float(depth)
+        if strategy == "linear_probe":
+            out[i] = 1.0
+        elif strategy in ("partial", "two_phase"):
+            out[i] = shares[int(np.floor(depth * n + 1e-9))]
+            if strategy == "two_phase":
+                out[i, 0] = 1.0
+    return out
 
 
 def _quality(rng, cfg: pd.DataFrame) -> np.ndarray:
@@ -132,6 +156,7 @@ def synthetic_tables(n_trials: int = 20, n_epochs: int = 10, n_classes: int = 5,
     epoch_seconds = sec * rng.uniform(0.9, 1.1, (T, E))
     frac = np.array([STRATEGY_EFFECT.get(s, STRATEGY_EFFECT[None])[2] for s in cfg["strategy"]])
     params = (cfg["arch"].map(ARCH_PARAMS).fillna(1e6).to_numpy(float) * frac).astype(np.int64)
+    frozen = _frozen_fraction(configs, E)[cfg_of]
     run_mask = ep <= epochs_run[:, None]
     masked = np.where(run_mask, val_acc, -np.inf)
     running_best = np.maximum.accumulate(masked, axis=1)
@@ -153,7 +178,7 @@ def synthetic_tables(n_trials: int = 20, n_epochs: int = 10, n_classes: int = 5,
     ti, ei = np.nonzero(run_mask)
     epochs = pd.DataFrame({"study": study, "trial_id": ids[ti], "epoch": ei + 1,
                            **{k: v[ti, ei] for k, v in curves.items()},
-                           "lr": lr_sched[ti, ei], "trainable_params": params[ti],
+                           "lr": lr_sched[ti, ei], "trainable_params": params[ti], "frozen_fraction": frozen[ti, ei],
                            "epoch_seconds": epoch_seconds[ti, ei], "best_val_acc": running_best[ti, ei],
                            "best_epoch": running_best_epoch[ti, ei], "time_total_s": time_total[ti, ei],
                            "timestamp": (started_at[ti] + time_total[ti, ei]).astype(np.int64),
@@ -182,6 +207,7 @@ def synthetic_tables(n_trials: int = 20, n_epochs: int = 10, n_classes: int = 5,
         trials.loc[err_idx, "error"] = [ERRORS[i % len(ERRORS)].format(e=epochs_run[t] + 1)
                                         for i, t in enumerate(err_idx)]
     trials["best_epoch"] = np.where(has_rows, best_epoch, np.nan)
+    trials["frozen_fraction"] = np.where(has_rows, frozen[rows, last_epoch - 1], np.nan)
     b, last = np.maximum(best_epoch, 1) - 1, last_epoch - 1
     for k, v in curves.items():
         trials[f"last_{k}"] = np.where(has_rows, v[rows, last], np.nan)

@@ -87,7 +87,7 @@ def main() -> int:
     train = trainer.data.splits["train"]
     print(f"{args.arch} at {args.size} px, batch {args.batch}, {len(train)} images per epoch on "
           f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}; tlsweep: images on "
-          f"{train.images.device}, amp {trainer.amp}, channels-last {trainer.pre.memory_format == torch.channels_last}")
+          f"{train.images.device}, amp {trainer.amp}, channels-last {trainer.task.pre.memory_format == torch.channels_last}")
 
     torch.manual_seed(0)
     model = build_model(cfg.model, trainer.data.num_classes, args.size).model.to(

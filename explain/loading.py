@@ -1,5 +1,7 @@
 """A trial's model back from disk: pick the trial (an id or ``best``), find its newest checkpoint, rebuild the
-model from the checkpoint's resolved config and load the weights (``weights_only=True``).
+model from the checkpoint's resolved config and load the weights (``weights_only=True``): by default the best
+epoch's, by the trial's objective (the study's metric), which the checkpoint keeps next to the last epoch's
+(``epoch="last"`` loads those).
 
 A study folder holds one Tune trial folder per trial (``run_trial_<trial_id>_<n>_<tag>_<date>/``), each with
 ``checkpoint_<k>/state.pt`` written by ``orchestrator.trainable.TuneCheckpoints``; ``tlsweep train
@@ -29,6 +31,9 @@ from trainables.config import TrainingConfig, TrialConfig, trial_config
 from trainables.errors import ConfigError, DataError, suggest
 from trainables.models import ModelBundle, build_model
 from trainables.transforms import Preprocess
+from trainables.trial_state import best_state
+
+EPOCHS = ("best", "last")
 
 STATE_FILE = "state.pt"
 STUDY_FILE = "study.yaml"
@@ -121,8 +126,16 @@ def _no_inplace(model: nn.Module) -> None:
             m.inplace = False
 
 
-def load_checkpoint(path: str | Path, device: Optional[torch.device] = None) -> TrialModel:
-    """Rebuild the model of one checkpoint file (or folder) and load its weights."""
+def check_epoch(epoch: str) -> str:
+    if epoch not in EPOCHS:
+        raise ConfigError(f"--epoch: {epoch!r} is not one of best, last{suggest(str(epoch), EPOCHS)}")
+    return epoch
+
+
+def load_checkpoint(path: str | Path, device: Optional[torch.device] = None, epoch: str = "best") -> TrialModel:
+    """Rebuild the model of one checkpoint file (or folder) and load the weights of its best epoch (by the
+    trial's objective) or, with ``epoch="last"``, of the epoch it was written at."""
+    check_epoch(epoch)
     ckpt = resolve_checkpoint(path)
     try:
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
@@ -145,8 +158,10 @@ def load_checkpoint(path: str | Path, device: Optional[torch.device] = None) -> 
     cfg = trial_config(tree)
     names = [str(c) for c in state["class_names"]]
     bundle = build_model(cfg.model, len(names), cfg.data.image_size)
+    best = state.get("best") if isinstance(state.get("best"), dict) else {}
+    use_best = epoch == "best" and ("best_model" in state or best.get("epoch") == state.get("epoch"))
     try:
-        bundle.model.load_state_dict(state["model"])
+        bundle.model.load_state_dict(best_state(state) if use_best else state["model"])
     except RuntimeError as e:
         raise DataError(f"{ckpt}: weights do not fit {cfg.model.arch} ({str(e).splitlines()[0]})") from None
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -154,7 +169,8 @@ def load_checkpoint(path: str | Path, device: Optional[torch.device] = None) -> 
     _no_inplace(model)
     size = int(state.get("image_size") or cfg.data.image_size or bundle.input_size)
     return TrialModel(model, bundle, cfg, names, size, tuple(state.get("mean", bundle.mean)),
-                      tuple(state.get("std", bundle.std)), ckpt, int(state.get("epoch", 0)),
+                      tuple(state.get("std", bundle.std)), ckpt,
+                      int(best.get("epoch") if use_best and best.get("epoch") else state.get("epoch", 0)),
                       label=config_label(cfg.model.arch, cfg.model.strategy),
                       metrics=dict(state.get("metrics", {})), device=device)
 
@@ -175,8 +191,11 @@ def best_trial_id(study_dir: Path, trials: Optional[pd.DataFrame] = None) -> str
     return str(best.iloc[0]["trial_id"])
 
 
-def load_trial(study_dir: str | Path, trial: str = "best", device: Optional[torch.device] = None) -> TrialModel:
-    """The model of trial ``trial`` (an id from ``tlsweep status``, or ``best``) from its newest checkpoint."""
+def load_trial(study_dir: str | Path, trial: str = "best", device: Optional[torch.device] = None,
+               epoch: str = "best") -> TrialModel:
+    """The model of trial ``trial`` (an id from ``tlsweep status``, or ``best``) from its newest checkpoint, with
+    the weights of its best epoch (``epoch="last"``: of the checkpoint's own epoch)."""
+    check_epoch(epoch)
     folder = Path(study_dir).expanduser().resolve()
     if not folder.is_dir():
         raise DataError(f"{folder}: no such study folder")
@@ -190,7 +209,7 @@ def load_trial(study_dir: str | Path, trial: str = "best", device: Optional[torc
     if ckpt is None:
         raise DataError(f"{tdir or folder / ('*_' + trial_id + '_*')}: no checkpoint of trial {trial_id} "
                         f"(expected checkpoint_*/{STATE_FILE}; were the trial folders copied with the results?)")
-    tm = load_checkpoint(ckpt, device)
+    tm = load_checkpoint(ckpt, device, epoch)
     tm.trial_id = trial_id
     row = trials[trials["trial_id"].astype(str) == trial_id].iloc[0]
     tm.label = config_label(row.get("config.model.arch", tm.config.model.arch), row.get("config.model.strategy"))

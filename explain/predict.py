@@ -24,16 +24,17 @@ def is_study(path: Path) -> bool:
     return path.is_dir() and ((path / STUDY_FILE).is_file() or (path / "results" / "trials").is_dir())
 
 
-def load_model(source: str | Path, trial: Optional[str] = None) -> TrialModel:
-    """A checkpoint (``state.pt``, ``ckpt-*.pt`` or a folder of one) or a study folder (``trial``, default best)."""
+def load_model(source: str | Path, trial: Optional[str] = None, epoch: str = "best") -> TrialModel:
+    """A checkpoint (``state.pt``, ``ckpt-*.pt`` or a folder of one) or a study folder (``trial``, default best),
+    with the weights of the trial's best epoch (``epoch="last"``: the checkpoint's own)."""
     p = Path(source).expanduser()
     if is_study(p):
-        return load_trial(p, trial or "best")
+        return load_trial(p, trial or "best", epoch=epoch)
     if trial:
         raise ConfigError(f"--trial: {p} is a checkpoint, not a study folder")
     if not p.exists():
         raise DataError(f"{p}: no such checkpoint or study folder")
-    return load_checkpoint(p)
+    return load_checkpoint(p, epoch=epoch)
 
 
 def predict_files(tm: TrialModel, paths: Sequence[str | Path], topk: int = 5) -> list[dict]:

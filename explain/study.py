@@ -44,12 +44,12 @@ def write_index(out_dir: Path, entries: list[dict]) -> Path:
     return path
 
 
-def comparison_models(folder: Path, log: Callable[[str], None]) -> list[TrialModel]:
+def comparison_models(folder: Path, log: Callable[[str], None], epoch: str = "best") -> list[TrialModel]:
     """The best trial of each architecture x strategy that still has a checkpoint, best first."""
     models = []
     for trial_id, label in best_per_configuration(folder):
         try:
-            models.append(load_trial(folder, trial_id))
+            models.append(load_trial(folder, trial_id, epoch=epoch))
         except DataError as e:
             log(f"skipping {label} (trial {trial_id}): {e}")
     if not models:
@@ -61,7 +61,7 @@ def explain_study(study_dir: str | os.PathLike, trial: Optional[str] = None,
                   images: Optional[Sequence[str]] = None, from_val: int = 8, methods: Optional[str] = None,
                   out: Optional[str | os.PathLike] = None, window: Optional[int] = None,
                   stride: Optional[int] = None, grid: tuple[int, int] = (10, 3), progress: bool = True,
-                  log: Callable[[str], None] = print) -> list[dict]:
+                  log: Callable[[str], None] = print, epoch: str = "best") -> list[dict]:
     """Write the explanation PNGs of trial ``trial`` (an id or ``best``), or with no trial the side-by-side
     comparison of the best trial per architecture x strategy; returns the index entries written."""
     folder = Path(study_dir).expanduser().resolve()
@@ -71,7 +71,7 @@ def explain_study(study_dir: str | os.PathLike, trial: Optional[str] = None,
     for option, value in (("--from-val", from_val), ("--window", window), ("--stride", stride)):
         if value is not None and value < 1:
             raise ConfigError(f"{option}: expected a positive number, got {value}")
-    models = [load_trial(folder, trial)] if trial else comparison_models(folder, log)
+    models = [load_trial(folder, trial, epoch=epoch)] if trial else comparison_models(folder, log, epoch)
     ref = models[0]
     if images:
         probes = from_files(list(images), ref.class_names, ref.image_size)

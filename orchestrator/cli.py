@@ -25,10 +25,10 @@ def format_epoch(m: dict, epochs: int) -> str:
     return "  ".join(parts) + ("  *" if m.get("per_class") is not None else "")
 
 
-def task_module(task: str):
-    """``trainables.<task>`` (a validated task name: classification, segmentation): its preflight and train."""
-    import importlib
-    return importlib.import_module(f"trainables.{task}")
+def task_class(task: str):
+    """The task plug-in of a task name (``trainables.tasks``): its ``preflight`` checks a trial config."""
+    from trainables.tasks import task_class as find
+    return find(task)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -36,14 +36,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     from trainables.config import apply_overrides, trial_config
     tree = read_yaml(args.config) if args.config else {}
     cfg = trial_config(apply_overrides(tree, args.set or []))
-    task = task_module(cfg.task)
+    from trainables.loop import train
+    task = task_class(cfg.task)
     task.preflight(cfg)
     print(f"training {cfg.model.arch} ({cfg.model.strategy}, weights {cfg.model.weights}) on {cfg.data.name} "
           f"for {cfg.training.epochs} epochs", flush=True)
     ckpt = DirCheckpoints(args.checkpoint_dir) if args.checkpoint_dir else None
-    result = task.train(cfg, lambda m: print(format_epoch(m, cfg.training.epochs), flush=True), ckpt)
-    best = next(k for k in result if k.startswith("best_val_"))
-    print(f"{best.replace('best_', 'best ')} {result[best]:.4f} at epoch {result['best_epoch']}")
+    result = train(cfg, lambda m: print(format_epoch(m, cfg.training.epochs), flush=True), ckpt, task)
+    print(f"best {result['objective']} {result['best_value']:.4f} at epoch {result['best_epoch']}")
     return 0
 
 
@@ -76,7 +76,7 @@ def run_and_summarize(args: argparse.Namespace) -> Path | str:
     from search_spaces import find_study, load_study
     from trainables.config import trial_config
     study = load_study(find_study(args.study), args.set or [])
-    check_names(study, task_module(study.task).preflight, trial_config)
+    check_names(study, task_class(study.task).preflight, trial_config)
     start_ray(args.address, getattr(args, "dashboard", False), getattr(args, "dashboard_host", "127.0.0.1"))
     folder, _ = run_study(study, storage=args.storage, overwrite=args.overwrite, strict_resources=not args.address)
     print(summary(folder, study.search.metric, study.search.mode))
@@ -149,7 +149,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from explain.study import explain_study
     entries = explain_study(args.study_dir, trial=args.trial, images=args.images, from_val=args.from_val,
                             methods=args.methods, out=args.out, window=args.window, stride=args.stride,
-                            grid=parse_grid(args.grid), log=print)
+                            grid=parse_grid(args.grid), log=print, epoch=args.epoch)
     out = Path(args.out or Path(args.study_dir) / "explain").expanduser().resolve()
     print(f"{len(entries)} images in {out} (listed in {out / 'index.json'})")
     return 0
@@ -170,7 +170,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """Top-k classes of image files, from a checkpoint or a study's trial (default: its best)."""
     import json
     from explain.predict import format_predictions, gradcam_files, load_model, predict_files
-    tm = load_model(args.source, args.trial)
+    tm = load_model(args.source, args.trial, args.epoch)
     results = predict_files(tm, args.images, args.topk)
     if args.gradcam:
         for res, path in zip(results, gradcam_files(tm, args.images, results, Path(args.out or "."))):
@@ -184,20 +184,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    pattern = args.pattern or "*"
-    if args.what == "models":
-        from trainables.models import list_models
-        names = list_models(pattern)
-    elif args.what == "datasets":
-        from trainables.data import DATASETS
-        names = DATASETS.names(pattern)
-    elif args.what == "studies":
-        from search_spaces import list_studies
-        names = list_studies(pattern)
+    """Every kind of name a study can hold (no KIND), or one kind's names matching PATTERN (orchestrator.listing)."""
+    from orchestrator.listing import format_rows, kind_rows, overview
+    if args.what is None:
+        print(overview())
     else:
-        from trainables.freezing import STRATEGIES
-        names = STRATEGIES.names(pattern)
-    print("\n".join(names))
+        rows = kind_rows(args.what, args.pattern or "*")
+        if rows:
+            print(format_rows(rows))
     return 0
 
 
@@ -257,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                "smaller on small images)")
     ex.add_argument("--stride", type=int, help="occlusion stride in pixels (default 20)")
     ex.add_argument("--grid", default="10x3", metavar="ROWSxCOLS", help="prediction grid of one trial (default 10x3)")
+    ex.add_argument("--epoch", default="best", help="best (the weights of the epoch the study's metric chose, "
+                                                     "the default) or last (the newest checkpoint's)")
     ex.set_defaults(func=cmd_explain)
 
     pr = sub.add_parser("predict", help="top-k classes of images from a checkpoint or a study's trial")
@@ -268,10 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--gradcam", action="store_true", help="also write <image>-gradcam.png and print its path")
     pr.add_argument("--out", help="folder for the Grad-CAM PNGs (default: the current folder)")
     pr.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    pr.add_argument("--epoch", default="best", help="best (the weights of the epoch the trial's objective chose, "
+                                                     "the default) or last (the checkpoint's own)")
     pr.set_defaults(func=cmd_predict)
 
-    ls = sub.add_parser("list", help="list models, datasets, studies or strategies")
-    ls.add_argument("what", choices=["models", "datasets", "studies", "strategies"])
+    ls = sub.add_parser("list", help="the names a study can hold: models, datasets, studies, strategies, "
+                                     "optimizers, ... (no KIND: every kind)")
+    ls.add_argument("what", nargs="?", metavar="KIND", help="models, datasets, studies, tasks, strategies, ... "
+                                                             "(tlsweep list: all of them)")
     ls.add_argument("pattern", nargs="?", help="a glob, e.g. 'resnet*'")
     ls.set_defaults(func=cmd_list)
     return p

@@ -107,13 +107,14 @@ def worker_loop(config: dict) -> None:
     """``train_loop_per_worker``: the task's ``train`` with Train's report and checkpoints."""
     import torch
 
-    from orchestrator.trainable import TASKS, encode
-    trial = config["trial"]
+    from orchestrator.trainable import encode
+    from trainables.loop import train
+    trial = {**config["trial"], "task": config["task"]}
     if trial.get("training", {}).get("threads") is None:
         torch.set_num_threads(max(1, int(config["cpu"])))
     where = placement_of_all_ranks()
     ckpts = TrainCheckpoints()
-    TASKS.get(config["task"])(trial, lambda m: ckpts.report({**encode(m), **where}), ckpts)
+    train(trial, lambda m: ckpts.report({**encode(m), **where}), ckpts)
 
 
 @ray.remote(num_cpus=0, max_concurrency=4)  # fit, put, take and stop run on their own threads

@@ -37,7 +37,8 @@ class ResultsWriteError(OSError):
 def write_part(path: str, rows: list[dict], fs: Optional[pafs.FileSystem] = None) -> None:
     """Write rows as one Parquet file atomically: temporary file + rename on a local disk; an object store
     (``s3://``, ``gs://``) replaces an object whole, so a reader never sees half of it either."""
-    table = pa.Table.from_pylist(rows)
+    keys = list(dict.fromkeys(k for row in rows for k in row))  # every row's columns, not just the first's
+    table = pa.Table.from_pylist([{k: row.get(k) for k in keys} for row in rows])
     if fs is None or isinstance(fs, pafs.LocalFileSystem):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp")
@@ -220,6 +221,16 @@ class ParquetSink(Callback):
             kept = [r for r in read_part(self.path(table, tid), self.fs) if r["split"] != split]
             self._write(table, tid, kept + rows)
 
+    def _best_row(self, held: dict[int, dict], rows: list[dict]) -> dict:
+        """The epoch the trial reported as its best (its objective is the study's metric, decided in the trial:
+        trainables.loop); rows of trials that report no ``best_epoch`` (older results) are scored here."""
+        reported = rows[-1].get("best_epoch")
+        if isinstance(reported, (int, float)) and not isinstance(reported, bool) and int(reported) in held:
+            return held[int(reported)]
+        sign = 1 if self.mode == "max" else -1
+        scored = [r for r in rows if isinstance(r.get(self.metric), (int, float)) and not math.isnan(r[self.metric])]
+        return max(scored, key=lambda r: sign * r[self.metric]) if scored else rows[-1]
+
     def _write_trial(self, trial, status: str, error: Optional[str] = None, failures: int = 0) -> None:
         tid = trial.trial_id
         nested, swept = self.trial_config(trial.config)
@@ -246,9 +257,7 @@ class ParquetSink(Callback):
         row.update(wall_seconds=wall, cpu_seconds=wall * float(req.get("CPU", 0)),
                    gpu_seconds=wall * float(req.get("GPU", 0)))
         if rows:
-            sign = 1 if self.mode == "max" else -1
-            scored = [r for r in rows if isinstance(r.get(self.metric), (int, float)) and not math.isnan(r[self.metric])]
-            best = max(scored, key=lambda r: sign * r[self.metric]) if scored else rows[-1]
+            best = self._best_row(held, rows)
             row["best_epoch"] = best["epoch"]
             for k, v in rows[-1].items():
                 if k.startswith(("val_", "train_", "test_")) and isinstance(v, (int, float)):
@@ -256,5 +265,7 @@ class ParquetSink(Callback):
             for k, v in best.items():
                 if k.startswith(("val_", "train_")) and isinstance(v, (int, float)):
                     row[f"best_{k}"] = v
+            if isinstance(rows[-1].get("frozen_fraction"), (int, float)):  # what the trial's last phase froze
+                row["frozen_fraction"] = rows[-1]["frozen_fraction"]
         self.trials[tid] = row
         self._write("trials", tid, [row])

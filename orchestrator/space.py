@@ -3,43 +3,23 @@
 Trial configs travel as flat dotted keys (``{"model.arch": "resnet18", "training.lr": 3e-4}``); constants stay in
 the study's base trial (passed once with ``tune.with_parameters``). Conditional domains (``when``) are sampled
 only when their condition holds, so no trial wastes time on a meaningless combination:
-- grid domains with conditions are expanded here into one grid over the valid combinations (key ``_grid``);
+- grid domains (and every choice under ``search.algorithm: grid``: the searcher's ``grid_kinds``) with conditions
+  are expanded here into one grid over the valid combinations (key ``_grid``, orchestrator.grid);
 - random domains with conditions become ``tune.sample_from`` functions;
 - under Optuna the define-by-run function simply skips them.
 """
 from __future__ import annotations
 
 import copy
-import itertools
 import random
-from typing import Any, Optional
+from typing import Optional
 
 from ray import tune
 
+from orchestrator import grid
+from orchestrator.grid import GRID_KEY, MISSING, condition_holds, lookup  # noqa: F401 - re-exported
 from search_spaces import Domain, Study
 from trainables.config import set_dotted
-
-GRID_KEY = "_grid"
-MISSING = object()
-
-
-def lookup(config: dict, base: dict, key: str) -> Any:
-    """The value of dotted ``key`` for a trial: swept value first, then the study's constant."""
-    if key in config:
-        return config[key]
-    grid = config.get(GRID_KEY)
-    if isinstance(grid, dict) and key in grid:
-        return grid[key]
-    node: Any = base
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return MISSING
-        node = node[part]
-    return node
-
-
-def condition_holds(domain: Domain, config: dict, base: dict) -> bool:
-    return all(lookup(config, base, key) in tuple(allowed) for key, allowed in domain.when)
 
 
 def tune_domain(d: Domain):
@@ -57,20 +37,6 @@ def _conditional(d: Domain, base: dict):
     return tune.sample_from(sample)
 
 
-def _grid_combos(grids: list[Domain], base: dict) -> list[dict]:
-    """Every combination of grid values whose conditions hold (conditions see earlier grid values)."""
-    combos: list[dict] = [{}]
-    for d in grids:
-        nxt = []
-        for combo in combos:
-            if condition_holds(d, combo, base):
-                nxt += [{**combo, d.path: v} for v in d.args]
-            else:
-                nxt.append(combo)
-        combos = nxt
-    return combos
-
-
 def shuffled_grid(study: Study) -> bool:
     """Whether the grid's combinations run in a seeded random order (``search.grid_order``).
 
@@ -83,20 +49,25 @@ def shuffled_grid(study: Study) -> bool:
 
 
 def param_space(study: Study) -> dict:
-    """Ray Tune param_space for random and grid search (``seeds`` adds a grid over seeds)."""
+    """Ray Tune param_space for random and grid search (``seeds`` adds a grid over seeds).
+
+    The searcher's ``grid_kinds`` are grid axes (every choice too under ``search.algorithm: grid``); the other
+    domains are sampled.
+    """
     base = study.trial
     space: dict = {}
-    grids = [d for d in study.domains if d.kind == "grid"]
+    kinds = grid.grid_kinds(study)
+    grids = grid.axes(study, kinds)
     if grids and shuffled_grid(study):
-        combos = _grid_combos(grids, base)
+        combos = grid.combos(grids, base)
         random.Random(base.get("seed", 0)).shuffle(combos)
         space[GRID_KEY] = tune.grid_search(combos)
     elif any(d.when for d in grids):
-        space[GRID_KEY] = tune.grid_search(_grid_combos(grids, base))
+        space[GRID_KEY] = tune.grid_search(grid.combos(grids, base))
     else:
         space.update({d.path: tune_domain(d) for d in grids})
     for d in study.domains:
-        if d.kind != "grid":
+        if d.kind not in kinds:
             space[d.path] = _conditional(d, base) if d.when else tune_domain(d)
     if study.seeds > 1:
         first = base.get("seed", 0)
@@ -159,7 +130,5 @@ def swept_values(study: Study, config: dict) -> dict:
 
 
 def count_grid(study: Study) -> int:
-    grids = [d for d in study.domains if d.kind == "grid"]
-    n = len(_grid_combos(grids, study.trial)) if any(d.when for d in grids) else \
-        len(list(itertools.product(*[d.args for d in grids]))) if grids else 1
-    return n * max(1, study.seeds)
+    """Trials one sample of the grid makes (combinations x seeds): orchestrator.grid.count."""
+    return grid.count(study)

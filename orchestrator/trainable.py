@@ -1,7 +1,9 @@
 """The Ray Tune function that runs one trial: resolve its config, call the task's ``train``, relay reports.
 
 Per-epoch metrics go to ``ray.tune.report`` together with the epoch's checkpoint; per-class tables and
-confusion matrices travel as JSON strings so every result stays flat for Tune's loggers. A trial of
+confusion matrices travel as JSON strings so every result stays flat for Tune's loggers. Each checkpoint names the
+trial that wrote it: a trial restarted from another trial's checkpoint (a PBT exploit) says so in the
+``exploited_from`` column of its next epoch. A trial of
 ``resources.workers_per_trial`` > 1 trains on that many data-parallel workers instead (orchestrator.ddp).
 """
 from __future__ import annotations
@@ -19,23 +21,11 @@ from orchestrator import faults
 from orchestrator.space import resolve
 from search_spaces.sections import ResourceSpec
 from trainables.checkpoint import read, write_atomic
-from trainables.registry import Registry
+from trainables.tasks import TASKS  # noqa: F401 - the task names (trainables.tasks), re-exported
 
-TASKS: Registry = Registry("task")
 PAYLOAD_KEYS = ("per_class", "confusion", "test_per_class", "test_confusion", "samples")
 STATE_FILE = "state.pt"
-
-
-@TASKS.register("classification")
-def _classification(config, report, checkpoints):
-    from trainables.classification import train
-    return train(config, report, checkpoints)
-
-
-@TASKS.register("segmentation")
-def _segmentation(config, report, checkpoints):
-    from trainables.segmentation import train
-    return train(config, report, checkpoints)
+WRITER_KEY = "tune_trial_id"  # in a checkpoint's state: the trial that wrote it
 
 
 class TuneCheckpoints:
@@ -43,17 +33,26 @@ class TuneCheckpoints:
 
     def __init__(self) -> None:
         self.pending: Optional[str] = None
+        self.exploited_from: Optional[str] = None  # the donor trial, until the first report after restoring
+
+    @staticmethod
+    def trial_id() -> Optional[str]:
+        return tune.get_context().get_trial_id()
 
     def latest(self) -> Optional[dict]:
         ckpt = tune.get_checkpoint()
         if ckpt is None:
             return None
         with ckpt.as_directory() as folder:
-            return read(Path(folder) / STATE_FILE)
+            state = read(Path(folder) / STATE_FILE)
+        writer = state.pop(WRITER_KEY, None)
+        if writer is not None and writer != self.trial_id():  # PBT: this trial continues from another's weights
+            self.exploited_from = writer
+        return state
 
     def save(self, state: dict, epoch: int) -> None:
         folder = tempfile.mkdtemp(prefix=f"tlsweep-epoch{epoch}-")
-        write_atomic(state, Path(folder) / STATE_FILE)
+        write_atomic({**state, WRITER_KEY: self.trial_id()}, Path(folder) / STATE_FILE)
         faults.point("checkpoint.write", epoch)  # written, not yet handed to Tune
         self.pending = folder
 
@@ -62,6 +61,8 @@ class TuneCheckpoints:
         try:
             faults.point("trial.report", metrics.get("epoch"))
             checkpoint = tune.Checkpoint.from_directory(folder) if folder else None
+            # every epoch row has the column: empty, or the donor on the first epoch after an exploit
+            metrics, self.exploited_from = {**metrics, "exploited_from": self.exploited_from}, None
             tune.report(metrics, checkpoint=checkpoint)
         finally:
             if folder:
@@ -72,11 +73,23 @@ def encode(metrics: dict) -> dict:
     return {k: (json.dumps(v) if k in PAYLOAD_KEYS else v) for k, v in metrics.items()}
 
 
+def with_objective(trial: dict, task: str, objective: Optional[tuple[str, str]]) -> dict:
+    """The trial config with its task and the study's objective (``search.metric``, ``search.mode``): the one
+    definition of "best" inside the trial (best epoch, early stopping, test weights, payloads)."""
+    trial["task"] = task
+    if objective is not None:
+        training = trial.setdefault("training", {})
+        training["objective"], training["objective_mode"] = objective
+    return trial
+
+
 def run_trial(config: dict, *, base: dict, task: str, pretrained: Optional[dict] = None,
-              cpus_per_trial: float = 1.0, resources: Optional[ResourceSpec] = None) -> None:
+              cpus_per_trial: float = 1.0, resources: Optional[ResourceSpec] = None,
+              objective: Optional[tuple[str, str]] = None) -> None:
     """Tune entry point (wrapped with ``tune.with_parameters`` and ``tune.with_resources``)."""
     import torch
-    trial = resolve(base, config)
+    from trainables.loop import train
+    trial = with_objective(resolve(base, config), task, objective)
     faults.trial_started(trial)
     arch = trial.get("model", {}).get("arch")
     if pretrained and arch in pretrained:
@@ -92,7 +105,7 @@ def run_trial(config: dict, *, base: dict, task: str, pretrained: Optional[dict]
     data_share.install()  # data decoded once per node (data.share), read by the other trials there
     ckpts = TuneCheckpoints()
     where = placement()
-    TASKS.get(task)(trial, lambda m: ckpts.report({**encode(m), **where}), ckpts)
+    train(trial, lambda m: ckpts.report({**encode(m), **where}), ckpts)
 
 
 def placement() -> dict:

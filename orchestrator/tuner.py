@@ -1,4 +1,4 @@
-"""A validated study -> a ``ray.tune.Tuner`` (ASHA, Optuna, resources, failures, checkpoints, storage) -> fit.
+"""A validated study -> a ``ray.tune.Tuner`` (scheduler, searcher, resources, failures, checkpoints, storage) -> fit.
 
 The only place that builds Ray Tune objects. ``run_study`` starts a sweep; ``resume_study`` continues one from
 its folder with ``Tuner.restore`` (errored trials resumed, finished trials kept, no result row written twice).
@@ -12,11 +12,10 @@ from typing import Optional
 
 import yaml
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
-from ray.tune.search import ConcurrencyLimiter
 
-from orchestrator import space
+from orchestrator import schedulers, space
 from orchestrator.data_share import shared_data
+from orchestrator.searchers import SEARCHERS
 from orchestrator.sink import ParquetSink
 from orchestrator.storage import StudyStore, as_location, study_location
 from orchestrator.trainable import run_trial
@@ -49,21 +48,13 @@ def trial_epochs(nested: dict) -> int:
 
 
 def build_scheduler(study: Study):
-    s = study.search.scheduler
-    if s is None:
-        return None
-    return ASHAScheduler(time_attr="training_iteration", max_t=s.max_t or study.max_epochs(),
-                         grace_period=s.grace_period, reduction_factor=s.reduction_factor, brackets=s.brackets)
+    """The Ray scheduler of ``search.scheduler`` (orchestrator.schedulers), or None."""
+    return schedulers.of(study).build(study)
 
 
 def build_searcher(study: Study):
-    if study.search.algorithm != "optuna":
-        return None
-    import optuna
-    from ray.tune.search.optuna import OptunaSearch
-    searcher = OptunaSearch(space=space.OptunaSpace(study), sampler=optuna.samplers.TPESampler(
-        seed=study.trial.get("seed", 0)), metric=study.search.metric, mode=study.search.mode)
-    return ConcurrencyLimiter(searcher, max_concurrent=study.search.max_concurrent or 2)
+    """The Ray searcher of ``search.algorithm`` (orchestrator.searchers), or None for Ray's variant generator."""
+    return SEARCHERS.get(study.search.algorithm).build(study, live=schedulers.of(study).live(study))
 
 
 class ArchResources:
@@ -79,7 +70,8 @@ class ArchResources:
 
 def build_trainable(study: Study, pretrained: dict):
     fn = tune.with_parameters(run_trial, base=study.trial, task=study.task, pretrained=pretrained,
-                              cpus_per_trial=study.resources.cpu, resources=study.resources)
+                              cpus_per_trial=study.resources.cpu, resources=study.resources,
+                              objective=(study.search.metric, study.search.mode))
     if study.resources.workers_per_trial > 1:
         # The trial only drives a Ray Train run; its workers reserve {cpu, gpu} each (by_arch too) in the
         # placement group Train creates for them (orchestrator.ddp).
@@ -123,31 +115,9 @@ def check_fits_cluster(study: Study, strict: bool = True, log=print) -> None:
 
 
 def logger_callbacks(study: Study) -> list:
-    """Ray Tune's logger callbacks named in ``logging:``; a missing package is a clear error."""
-    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
-    out = [JsonLoggerCallback()]  # Tune's own result files (Result.metrics_dataframe) need it
-    for name in study.logging:
-        if name == "json":
-            continue
-        module, needs = {"tensorboard": ("tensorboardX", "tensorboardX"), "mlflow": ("mlflow", "mlflow"),
-                         "wandb": ("wandb", "wandb"), "csv": (None, None)}[name]
-        if module:
-            try:
-                __import__(module)
-            except ImportError:
-                raise ConfigError(f"logging: {name} needs the {needs} package (pip install {needs}), "
-                                  f"or remove it from logging") from None
-        if name == "tensorboard":
-            out.append(TBXLoggerCallback())
-        elif name == "csv":
-            out.append(CSVLoggerCallback())
-        elif name == "mlflow":
-            from ray.air.integrations.mlflow import MLflowLoggerCallback
-            out.append(MLflowLoggerCallback(experiment_name=study.name))
-        elif name == "wandb":
-            from ray.air.integrations.wandb import WandbLoggerCallback
-            out.append(WandbLoggerCallback(project=study.name))
-    return out
+    """Ray Tune's logger callbacks named in ``logging:`` (orchestrator.loggers); a missing package is a clear error."""
+    from orchestrator.loggers import callbacks
+    return callbacks(study)
 
 
 def build_sink(study: Study, store: StudyStore) -> ParquetSink:
@@ -162,7 +132,8 @@ def run_config(study: Study, store: StudyStore) -> tune.RunConfig:
         failure_config=tune.FailureConfig(max_failures=study.resources.max_failures),
         # At least 2: with 1, Ray deletes a trial's previous checkpoint before the experiment snapshot that
         # still names it is replaced, and a driver killed in between cannot resume that trial.
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=max(2, study.resources.keep)),
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=max(2, study.resources.keep, schedulers.of(study).min_checkpoints)),
         verbose=1)
 
 
@@ -213,7 +184,7 @@ def run_study(study: Study, storage: Optional[str] = None, overwrite: bool = Fal
     prepare_folder(study, store, overwrite)
     pretrained = pretrain_all(study, log=log)
     store.write_text(PRETRAINED_FILE, yaml.safe_dump(pretrained))
-    param_space = {} if study.search.algorithm == "optuna" else space.param_space(study)
+    param_space = SEARCHERS.get(study.search.algorithm).param_space(study)
     tuner = tune.Tuner(build_trainable(study, pretrained), param_space=param_space,
                        tune_config=tune_config(study), run_config=run_config(study, store))
     with shared_data(log):  # data decoded once per node; its object store copies are freed when the study ends

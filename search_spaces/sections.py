@@ -11,18 +11,18 @@ from typing import Any, Iterable, Optional
 from search_spaces.domains import looks_like_domain
 from trainables.config import trial_config
 from trainables.errors import ConfigError, suggest
+from trainables.tasks import OBJECTIVES
 
 # What trainables.classification reports each epoch that a searcher or scheduler can optimise.
-KNOWN_METRICS = ("val_acc", "val_loss", "val_top5", "val_macro_f1", "val_precision", "val_recall",
-                 "train_acc", "train_loss",
-                 "val_miou", "val_dice", "val_pixel_acc", "val_mean_acc")  # trainables.segmentation
-ALGORITHMS = ("random", "grid", "optuna")
+# What the tasks' epochs report that a searcher or scheduler can optimise (trainables.tasks.OBJECTIVES, per task).
+KNOWN_METRICS = tuple(dict.fromkeys(m for metrics in OBJECTIVES.values() for m in metrics))
 GRID_ORDERS = ("auto", "listed", "shuffled")
 DOMAINS_WHERE = "search domains are only allowed in data, model, training and seed"
 
 
 @dataclass
 class SchedulerSpec:
+    """ASHA's options; the other schedulers' are in orchestrator.schedulers (the registry of the names)."""
     type: str = "asha"
     grace_period: int = 1
     reduction_factor: float = 2.0
@@ -32,13 +32,13 @@ class SchedulerSpec:
 
 @dataclass
 class SearchSpec:
-    algorithm: str = "random"           # random | grid | optuna
+    algorithm: str = "random"           # a name in orchestrator.searchers.SEARCHERS
     num_samples: int = 1
     metric: str = "val_acc"
     mode: str = "max"
     max_concurrent: Optional[int] = None
     time_budget_s: Optional[float] = None
-    scheduler: Optional[SchedulerSpec] = field(default_factory=SchedulerSpec)  # None: no early stopping
+    scheduler: Optional[Any] = field(default_factory=SchedulerSpec)  # options of a SCHEDULERS entry; None: none
     grid_order: str = "auto"            # auto (shuffled under a scheduler, else listed) | listed | shuffled
 
 
@@ -128,25 +128,17 @@ def one_of(path: str, value: Any, allowed: tuple) -> str:
     return value
 
 
-def parse_scheduler(raw: Any) -> Optional[SchedulerSpec]:
-    """``none`` (or null) -> None; ``asha`` -> defaults; a mapping -> its fields checked."""
+def parse_scheduler(raw: Any) -> Any:
+    """``none`` (or null, or ``{type: none}``) -> None; a name -> its defaults; a mapping -> its fields checked
+    by the scheduler's registry entry (orchestrator.schedulers; ``type`` defaults to asha)."""
+    from orchestrator.schedulers import SCHEDULERS  # imports no Ray
     path = "search.scheduler"
-    if raw is None or raw == "none":
+    if raw is None:
         return None
-    if isinstance(raw, str):
-        one_of(path, raw, ("none", "asha"))
-        return SchedulerSpec()
-    tree = mapping(path, raw)
-    check_keys(path, tree, _names(SchedulerSpec))
-    spec = SchedulerSpec(
-        type=one_of(f"{path}.type", tree.get("type", "asha"), ("asha",)),
-        grace_period=as_int(f"{path}.grace_period", tree.get("grace_period", 1), 1),
-        reduction_factor=as_number(f"{path}.reduction_factor", tree.get("reduction_factor", 2), 1, strict=True),
-        max_t=as_int(f"{path}.max_t", tree.get("max_t"), 1, optional=True),
-        brackets=as_int(f"{path}.brackets", tree.get("brackets", 1), 1))
-    if spec.max_t is not None and spec.grace_period > spec.max_t:
-        raise ConfigError(f"{path}.grace_period: {spec.grace_period} is larger than max_t {spec.max_t}")
-    return spec
+    tree = {"type": raw} if isinstance(raw, str) else dict(mapping(path, raw))
+    name = as_str(f"{path}.type", tree.setdefault("type", "asha"))
+    SCHEDULERS.check(name)
+    return SCHEDULERS.get(name).parse(path, tree)
 
 
 def parse_search(raw: Any) -> SearchSpec:
@@ -163,13 +155,19 @@ def parse_search(raw: Any) -> SearchSpec:
     if mode != natural:
         raise ConfigError(f"search.mode: {mode} would select the worst trials by {metric}; use {natural}")
     return SearchSpec(
-        algorithm=one_of("search.algorithm", tree.get("algorithm", "random"), ALGORITHMS),
+        algorithm=_algorithm(tree.get("algorithm", "random")),
         num_samples=as_int("search.num_samples", tree.get("num_samples", 1), 1),
         metric=metric, mode=mode,
         max_concurrent=as_int("search.max_concurrent", tree.get("max_concurrent"), 1, optional=True),
         time_budget_s=as_number("search.time_budget_s", tree.get("time_budget_s"), 0, strict=True, optional=True),
         scheduler=parse_scheduler(tree["scheduler"]) if "scheduler" in tree else SchedulerSpec(),
         grid_order=one_of("search.grid_order", tree.get("grid_order", "auto"), GRID_ORDERS))
+
+
+def _algorithm(name: Any) -> str:
+    from orchestrator.searchers import SEARCHERS  # imports no Ray
+    SEARCHERS.check(as_str("search.algorithm", name))
+    return name
 
 
 def parse_resources(raw: Any) -> ResourceSpec:

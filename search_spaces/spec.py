@@ -1,7 +1,7 @@
 """A study file, loaded into a validated :class:`Study` before anything runs.
 
 A study names its trial constants and search domains in ``data``, ``model``, ``training`` and ``seed``, plus
-``search`` (algorithm, metric, ASHA), ``resources``, ``storage`` and ``seeds``::
+``search`` (algorithm, metric, scheduler), ``resources``, ``storage`` and ``seeds``::
 
     name: lr_and_freezing
     model:
@@ -26,18 +26,19 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 
+from orchestrator.loggers import LOGGERS  # names only: importing it imports no Ray
 from search_spaces.domains import FLOAT_KINDS, Domain, looks_like_domain, parse_domain, thaw
 from search_spaces.sections import (DOMAINS_WHERE, PretrainSpec, ResourceSpec, SearchSpec, as_int, as_str,
                                     check_keys, mapping, no_domains, parse_pretrain, parse_resources, parse_search)
 from trainables.config import (DataConfig, ModelConfig, TrainingConfig, TrialConfig, apply_overrides, read_yaml,
                                set_dotted, trial_config)
 from trainables.errors import ConfigError, suggest
+from trainables.tasks import OBJECTIVES
 
 STUDY_DIR = Path(__file__).resolve().parent
 TRIAL_SECTIONS = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig}
 TOP_KEYS = ("name", "task", "description", "data", "model", "training", "seed", "search", "resources", "storage",
             "seeds", "logging")
-LOGGERS = ("tensorboard", "csv", "json", "mlflow", "wandb")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 # YAML 1.1 (PyYAML) reads 1e-3 and 1.0e3 as strings; study authors mean floats, as YAML 1.2 does.
 _EXP_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
@@ -170,20 +171,17 @@ def _check_types(trial: dict, domains: list[Domain], task: str) -> None:
 
 
 def _check_together(study: Study) -> None:
-    """Checks that span sections: searcher vs domains, seeds, ASHA's grace period vs the epochs."""
-    search = study.search
-    grids = [d.path for d in study.domains if d.kind == "grid"]
-    if search.algorithm == "optuna" and grids:
-        raise ConfigError(f"search.algorithm: optuna cannot sample grid domains ({', '.join(grids)}); use choice")
-    if search.algorithm == "optuna" and study.seeds > 1:
-        raise ConfigError(f"seeds: optuna cannot repeat a configuration over {study.seeds} seeds; "
-                          f"use seeds: 1 or algorithm random")
+    """Checks that span sections: the search algorithm's and the scheduler's (their registry entries' ``check``:
+    domains, seeds, samples, epochs), and seeds vs a seed domain."""
+    from orchestrator import schedulers, searchers  # the registries: importing them imports no Ray
+    reported = OBJECTIVES.get(study.task, ())
+    if study.search.metric not in reported:
+        raise ConfigError(f"search.metric: {study.search.metric!r} is not reported by {study.task} trials"
+                          f"{suggest(study.search.metric, reported, n=1) or ' (reported: ' + ', '.join(reported) + ')'}")
     if study.seeds > 1 and any(d.path == "seed" for d in study.domains):
         raise ConfigError("seeds: cannot repeat over seeds when seed is itself a search domain")
-    sched = search.scheduler
-    if sched is not None and sched.max_t is None and sched.grace_period > study.max_epochs():
-        raise ConfigError(f"search.scheduler.grace_period: {sched.grace_period} is larger than max_t "
-                          f"{study.max_epochs()} (training.epochs)")
+    searchers.SEARCHERS.get(study.search.algorithm).check(study)
+    schedulers.of(study).check(study)
 
 
 def study_from_dict(tree: dict, source: str = "<dict>") -> Study:
@@ -224,11 +222,9 @@ def _parse_logging(raw: Any) -> list:
     no_domains("logging", raw, DOMAINS_WHERE)
     items = [raw] if isinstance(raw, str) else raw
     if not isinstance(items, list):
-        raise ConfigError(f"logging: expected a list of {', '.join(LOGGERS)}, got {raw!r}")
+        raise ConfigError(f"logging: expected a list of {', '.join(LOGGERS.names())}, got {raw!r}")
     for item in items:
-        if item not in LOGGERS:
-            raise ConfigError(f"logging: unknown logger {item!r}{suggest(str(item), LOGGERS)} "
-                              f"(known: {', '.join(LOGGERS)})")
+        LOGGERS.check(item)
     return list(dict.fromkeys(items))
 
 
@@ -252,9 +248,9 @@ def load_study(path: Union[str, Path], overrides: Sequence[str] = ()) -> Study:
     """Read a study file (or a shipped study by name), apply ``--set key=value`` overrides and validate it.
 
     Example:
-        >>> s = load_study("cifar10_frozen_backbones", ["search.num_samples=2"])
-        >>> s.search.num_samples
-        2
+        >>> s = load_study("cifar10_frozen_backbones", ["training.epochs=3"])
+        >>> s.trial["training"]["epochs"]
+        3
     """
     p = find_study(str(path))
     tree = apply_overrides(read_study_yaml(p), list(overrides))

@@ -14,6 +14,12 @@ import yaml
 
 from trainables.errors import ConfigError, suggest
 
+# Closed sets. The open ones (data sets, augmentations, optimizers, schedules, ...) are registries:
+# trainables.catalog and trainables.tasks, read by check_names.
+ON_BAD_IMAGE = ("error", "skip")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+DEVICES = ("auto", "cpu", "cuda")
+
 
 @dataclass
 class DataConfig:
@@ -26,10 +32,10 @@ class DataConfig:
     val_fraction: float = 0.2           # used when the data set has no validation split
     test_fraction: float = 0.0          # digits / image folders without a test split
     split_seed: int = 0                 # splits do not change with the trial seed
-    augment: str = "none"               # none | standard | strong
+    augment: str = "none"               # tlsweep list augmentations (per task)
     num_workers: int = 0                # loader processes for data decoded lazily
     memory_limit_mb: int = 2048         # image folders decoded into memory up to this size
-    on_bad_image: str = "error"         # error | skip: an unreadable image file stops the trial or is left out
+    on_bad_image: str = "error"         # ON_BAD_IMAGE: an unreadable image file stops the trial or is left out
     share: bool = True                  # under Ray: decode once per node, trials read it from the object store
     ignore_index: int = 255             # segmentation: mask value left out of the loss and the metrics
     num_classes: Optional[int] = None   # segfolder: mask classes (default: classes.txt, or largest value + 1)
@@ -43,19 +49,21 @@ class ModelConfig:
     arch: str = "scratch_cnn"
     weights: Any = "none"               # none | imagenet | file:<path> (dict form: the orchestrator's pretrain)
     strategy: str = "full"              # full | linear_probe | partial | unfreeze_last_k | two_phase
-    freeze_depth: float = 0.5           # partial / two_phase: fraction of backbone stages frozen
+    freeze_depth: float = 0.5           # partial / two_phase: fraction of backbone stages (or parameters) frozen
+    freeze_unit: str = "stages"         # stages | params: freeze_depth counts stages, or backbone parameters
+                                        # (params: the prefix ends at the stage boundary nearest that fraction)
     unfreeze_k: int = 1                 # unfreeze_last_k: how many of the last stages train
     head_epochs: int = 1                # two_phase: epochs with only the head training
     backbone_lr_mult: float = 0.1       # two_phase: backbone lr = lr x this in phase 2
     drop_rate: float = 0.0              # timm models: dropout before the classifier
-    decoder: str = "unet"               # segmentation (arch = encoder): unet | fpn | mobilenetv2_decoder | segformer
+    decoder: str = "unet"               # segmentation (arch = encoder): tlsweep list decoders
     decoder_width: int = 64             # segmentation: channels of the unet / fpn decoder
     # scratch_cnn (the iNaturalist study's configurable CNN)
     conv_layers: int = 5
     first_layer_filters: int = 32
     filter_org: float = 1.0             # filter multiplier per layer: 0.5, 1, 2
     kernel_size: int = 3
-    activation: str = "relu"            # relu | gelu | silu | mish
+    activation: str = "relu"            # tlsweep list activations
     batch_norm: bool = True
     dropout: float = 0.2
     dense_units: int = 128
@@ -65,27 +73,30 @@ class ModelConfig:
 class TrainingConfig:
     epochs: int = 10
     batch_size: int = 64
-    optimizer: str = "adamw"            # adamw | adam | sgd
+    optimizer: str = "adamw"            # tlsweep list optimizers
     lr: float = 1e-3
     weight_decay: float = 1e-4
     momentum: float = 0.9               # sgd
-    scheduler: str = "cosine"           # cosine | step | plateau | none
+    scheduler: str = "cosine"           # the learning-rate schedule: tlsweep list lr-schedules
     warmup_epochs: float = 0.0          # cosine: linear warm-up
     step_size: int = 10                 # step
     gamma: float = 0.1                  # step / plateau factor
     label_smoothing: float = 0.0
-    precision: str = "auto"             # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 | fp32
+    precision: str = "auto"             # PRECISIONS: auto is bf16 on CUDA, fp32 on CPU
     grad_accum: int = 1
     grad_clip: Optional[float] = None
-    early_stop_patience: Optional[int] = None  # standalone runs: stop after N epochs without improvement
+    early_stop_patience: Optional[int] = None  # stop after N epochs without improvement of the objective
+    objective: Optional[str] = None     # the metric that decides the best epoch (None: the task's, val_acc / val_miou;
+                                        # a study sets it from search.metric)
+    objective_mode: Optional[str] = None  # max | min (None: min for *_loss, else max)
     checkpoint_every: int = 1
-    device: str = "auto"                # auto | cpu | cuda
+    device: str = "auto"                # DEVICES: auto is cuda when visible
     threads: Optional[int] = None       # torch intra-op threads (None: leave as is)
     max_steps_per_epoch: Optional[int] = None  # cap for quick runs and tests
     feature_cache: bool = True          # frozen backbone, no augmentation: train on its cached outputs
     prefix_cache_mb: int = 512          # partial freezing: cache the frozen prefix's output up to this size (0: off)
     data_on_gpu_mb: int = 4096          # CUDA: keep in-memory images on the GPU up to this size (else pinned; 0: never)
-    loss: str = "ce"                    # segmentation: ce | bce | dice | bce_dice | ce_dice
+    loss: str = "ce"                    # segmentation: tlsweep list losses
 
 
 @dataclass
@@ -247,14 +258,35 @@ def validate(cfg: TrialConfig) -> None:
         raise ConfigError(f"data.samples_per_class: must be >= 1, got {d.samples_per_class}")
     if d.image_size is not None and d.image_size < 8:
         raise ConfigError(f"data.image_size: must be >= 8, got {d.image_size}")
-    choices = {"data.augment": (d.augment, ("none", "standard", "strong")),
-               "data.on_bad_image": (d.on_bad_image, ("error", "skip")),
-               "training.optimizer": (t.optimizer, ("adamw", "adam", "sgd")),
-               "training.scheduler": (t.scheduler, ("cosine", "step", "plateau", "none")),
-               "training.precision": (t.precision, ("auto", "bf16", "fp16", "fp32")),
-               "training.device": (t.device, ("auto", "cpu", "cuda")),
-               "model.activation": (m.activation, ("relu", "gelu", "silu", "mish")),
-               "task": (cfg.task, ("classification", "segmentation"))}
+    choices = {"data.on_bad_image": (d.on_bad_image, ON_BAD_IMAGE),
+               "training.precision": (t.precision, PRECISIONS),
+               "training.device": (t.device, DEVICES),
+               "model.freeze_unit": (m.freeze_unit, ("stages", "params"))}
     for key, (val, allowed) in choices.items():
         if val not in allowed:
             raise ConfigError(f"{key}: {val!r} is not one of {', '.join(allowed)}{suggest(str(val), allowed)}")
+    check_names(cfg)
+
+
+def check_names(cfg: TrialConfig) -> None:
+    """The task, and each name its trials read (data set, augmentation, optimizer, schedule, ...), is registered.
+
+    Names only (``trainables.catalog``, ``trainables.tasks``): nothing imports torch. Models and freezing
+    strategies are checked by the task's preflight.
+
+    Example:
+        >>> check_names(TrialConfig(training=TrainingConfig(optimizer="adamm")))
+        Traceback (most recent call last):
+        ...
+        trainables.errors.ConfigError: training.optimizer: unknown name 'adamm' (did you mean: adam, adamw?)
+    """
+    from trainables.catalog import TRIAL_NAMES, for_task  # here, not at the top: a task module may import this one
+    from trainables.tasks import TASKS
+    TASKS.check(cfg.task)
+    for registry in for_task(cfg.task):
+        section, _, name = registry.key.rpartition(".")
+        value = getattr(getattr(cfg, section) if section else cfg, name)
+        if value not in registry:
+            other = [r.task for r in TRIAL_NAMES if r.key == registry.key and r.task != registry.task and value in r]
+            where = f"; {value!r} is a {other[0]} {registry.key} (task: {other[0]})" if other else ""
+            raise ConfigError(f"{registry.unknown(value)}{where}")

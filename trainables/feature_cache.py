@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
@@ -43,6 +42,7 @@ from trainables.checkpoint import read, write_atomic
 from trainables.config import TrialConfig
 from trainables.data.base import Split
 from trainables.freezing import Plan, set_train_mode
+from trainables.inputs import CachedInputs, ImageInputs
 from trainables.models import ModelBundle
 from trainables.transforms import Preprocess
 
@@ -51,7 +51,8 @@ log = logging.getLogger(__name__)
 FORMAT = 1           # bump when what an entry holds, or how it is computed, changes
 PROBE_IMAGES = 4     # images of the run-time checks
 # ModelConfig fields that do not change what the frozen part computes (the weights are hashed instead)
-NOT_ARCHITECTURE = ("weights", "strategy", "freeze_depth", "unfreeze_k", "head_epochs", "backbone_lr_mult")
+NOT_ARCHITECTURE = ("weights", "strategy", "freeze_depth", "freeze_unit", "unfreeze_k", "head_epochs",
+                    "backbone_lr_mult")
 
 
 def cache_dir() -> Path:
@@ -59,23 +60,6 @@ def cache_dir() -> Path:
     if os.environ.get("TLSWEEP_FEATURE_CACHE"):
         return Path(os.environ["TLSWEEP_FEATURE_CACHE"]).expanduser()
     return Path(os.environ.get("TLSWEEP_CACHE", Path.home() / ".cache" / "tlsweep")).expanduser() / "features"
-
-
-@dataclass
-class CachedInputs:
-    """What a phase trains on instead of images: the frozen part's output per split, and the rest of the model."""
-    kind: str                                        # "features" (input of the head) | "prefix"
-    splits: dict[str, Split]                         # cached tensors (CPU) and labels, same order as the data
-    forward: Callable[[torch.Tensor], torch.Tensor]  # cached batch (on the device) -> logits
-    device: torch.device
-    boundary: str = ""                               # the module whose output (prefix) or input (head) is cached
-    memory_format: torch.memory_format = torch.contiguous_format
-    computed: list[str] = field(default_factory=list)  # splits this trial computed (the others were read)
-    loaded: list[str] = field(default_factory=list)
-
-    def batch(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.device, non_blocking=True)
-        return x.contiguous(memory_format=self.memory_format) if x.dim() == 4 else x
 
 
 class Unsafe(Exception):
@@ -122,9 +106,12 @@ def key_parts(cfg: TrialConfig, model: nn.Module, pre: Preprocess, amp: Optional
     import timm
     import torchvision
     arch = {k: v for k, v in dataclasses.asdict(cfg.model).items() if k not in NOT_ARCHITECTURE}
-    return {"format": FORMAT, "arch": arch, "module": f"{type(model).__module__}.{type(model).__qualname__}",
-            "mean": pre.mean.flatten().tolist(), "std": pre.std.flatten().tolist(), "amp": str(amp),
-            "device": pre.device.type, "versions": [torch.__version__, torchvision.__version__, timm.__version__]}
+    parts = {"format": FORMAT, "arch": arch, "module": f"{type(model).__module__}.{type(model).__qualname__}",
+             "mean": pre.mean.flatten().tolist(), "std": pre.std.flatten().tolist(), "amp": str(amp),
+             "device": pre.device.type, "versions": [torch.__version__, torchvision.__version__, timm.__version__]}
+    if getattr(model, "cache_key", None):  # what the arch name does not pin down (hf: a folder's config.json)
+        parts["model_key"] = model.cache_key
+    return parts
 
 
 # ---- the store: one file per entry, computed once under a lock, written atomically ---------------------------
@@ -312,9 +299,8 @@ def load_or_compute(kind: str, boundary: str, common: dict, fn: Callable, forwar
     return cached
 
 
-def for_phase(cfg: TrialConfig, bundle: ModelBundle, plan: Plan, frozen_bn: list[nn.Module],
-              splits: dict[str, Split], pre: Preprocess, autocast, amp: Optional[torch.dtype], world: int
-              ) -> tuple[Optional[CachedInputs], str]:
+def for_phase(cfg: TrialConfig, bundle: ModelBundle, plan: Plan, frozen_bn: list[nn.Module], images: ImageInputs,
+              autocast, amp: Optional[torch.dtype], world: int) -> tuple[Optional[CachedInputs], str]:
     """The cached inputs this phase trains on, or None; and a line saying which cache applies or why none does.
 
     The head-input cache applies when only the head trains (``linear_probe``, ``two_phase``'s first phase, ...);
@@ -323,6 +309,7 @@ def for_phase(cfg: TrialConfig, bundle: ModelBundle, plan: Plan, frozen_bn: list
     """
     from trainables.prefix_cache import frozen_prefix
     t = cfg.training
+    splits, pre = images.splits, images.pre
     if not t.feature_cache:
         return None, "training.feature_cache is off"
     if cfg.data.augment != "none" or pre.augment is not None or pre.batch_augment is not None:

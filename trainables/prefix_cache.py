@@ -13,7 +13,7 @@ Models it holds for, with results equal to training on images: tlsweep's scratch
 MobileNetV3, torchvision ResNets and MobileNetV3 (tests/trainables/test_feature_cache.py); also convnext_atto,
 efficientnet_b0, regnetx_002, tv:vgg11, tv:densenet121, tv:googlenet (checked once by hand). Every other model
 passes or fails the checks when its phase starts. ViTs split only after the patch embedding (position embeddings
-are added outside any module), which saves little.
+are added outside any module), which saves little. ``hf:`` models are left out (their forward is not a chain).
 
 Example:
     >>> from torch import nn
@@ -104,6 +104,8 @@ def frozen_prefix(cfg: TrialConfig, bundle: ModelBundle, frozen_bn: list[nn.Modu
                   pre: Preprocess, autocast, amp: Optional[torch.dtype]) -> CachedInputs:
     """Cached outputs of the frozen leading modules, with the rest of the model as ``forward``; or ``Unsafe``."""
     model = bundle.model
+    if getattr(model, "no_prefix_cache", None):  # e.g. hf: models (trainables.models.hf)
+        raise Unsafe(model.no_prefix_cache)
     links = chain(model)
     n = frozen_length(links, frozen_bn)
     x = probe_batch(splits, pre)

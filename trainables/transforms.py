@@ -6,24 +6,19 @@ from typing import Callable, Optional
 import torch
 from torchvision.transforms import v2
 
-from trainables.registry import Registry
-
-AUGMENTATIONS: Registry = Registry("data.augment")
+from trainables.catalog import AUGMENTATIONS  # data.augment: the names, pointing at these presets
 
 
-@AUGMENTATIONS.register("none")
-def _none(size: int) -> Optional[Callable]:
+def no_augment(size: int) -> Optional[Callable]:
     return None
 
 
-@AUGMENTATIONS.register("standard")
-def _standard(size: int) -> Callable:
+def standard(size: int) -> Callable:
     return v2.Compose([v2.RandomResizedCrop(size, scale=(0.6, 1.0), antialias=True), v2.RandomHorizontalFlip(),
                        v2.RandomRotation(10), v2.ColorJitter(0.2, 0.2, 0.2)])
 
 
-@AUGMENTATIONS.register("strong")
-def _strong(size: int) -> Callable:
+def strong(size: int) -> Callable:
     return v2.Compose([v2.RandomResizedCrop(size, scale=(0.3, 1.0), antialias=True), v2.RandomHorizontalFlip(),
                        v2.TrivialAugmentWide(), v2.ColorJitter(0.4, 0.4, 0.4, 0.1)])
 

@@ -1,10 +1,13 @@
-"""What every task's trainer shares: freezing phases, what a checkpoint holds, resuming, the best weights.
+"""The loop's state that outlives an epoch: freezing phases, what a checkpoint holds, resuming, the best weights.
 
-A trainer that mixes in :class:`Resumable` sets ``cfg``, ``strategy``, ``bundle``, ``model``, ``device``, ``amp``,
-``steps_per_epoch``, ``gen`` (the loader's generator), ``data``, ``image_size``, ``plan = None``,
-``start_epoch``, ``best`` (with ``bad_epochs``) and ``best_model``; ``ensure_phase`` then sets ``plan``,
-``frozen_bn``, ``opt``, ``sched`` and ``scaler``. It adds its task's own work at a phase change in
-``on_new_phase`` and its own checkpoint keys in ``state_extra``.
+:class:`trainables.loop.Trainer` mixes in :class:`Resumable`: it sets ``cfg``, ``task``, ``objective``,
+``strategy``, ``bundle``, ``model``, ``device``, ``amp``, ``steps_per_epoch``, ``gen`` (the loader's generator),
+``data``, ``image_size``, ``plan = None``, ``start_epoch``, ``best`` (``value``, ``epoch``, ``bad_epochs``) and
+``best_model``; ``ensure_phase`` then sets ``plan``, ``frozen_bn``, ``opt``, ``sched`` and ``scaler`` and calls
+``on_new_phase``.
+
+A checkpoint holds the current weights (``model``) and the best epoch's as the tensors that differ from them
+(``best_model``; nothing when the best epoch is the checkpoint's own): :func:`best_state` rebuilds them.
 """
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ import torch
 
 from trainables.freezing import Plan, apply_plan, param_groups
 from trainables.optim import Schedule, build_optimizer
+
+REBASED = ("lr", "weight_decay", "momentum")  # what Schedule.rebase applies to a restored optimizer
 
 
 class Resumable:
@@ -34,7 +39,7 @@ class Resumable:
         self.plan = plan
         self.frozen_bn = apply_plan(self.model, plan)
         self.opt = build_optimizer(param_groups(self.model, plan, t.lr), t)
-        self.sched = Schedule(self.opt, t, self._phase_length(plan.phase), self.steps_per_epoch)
+        self.sched = Schedule(self.opt, t, self._phase_length(plan.phase), self.steps_per_epoch, self.objective.mode)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
         self.on_new_phase(plan)
         return True
@@ -52,9 +57,6 @@ class Resumable:
         return torch.autocast(self.device.type, dtype=self.amp)
 
     # ---- checkpoint state ------------------------------------------------------------------------------------
-    def state_extra(self) -> dict:
-        return {}
-
     def state(self, epoch: int, metrics: dict) -> dict:
         state = {
             "epoch": epoch, "phase": self.plan.phase, "model": self.model.state_dict(),
@@ -65,12 +67,13 @@ class Resumable:
             "arch": self.cfg.model.arch, "image_size": self.image_size, "mean": list(self.bundle.mean),
             "std": list(self.bundle.std),
             "metrics": {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))},
-            **self.state_extra(),
+            "task": self.task.name, "objective": {"metric": self.objective.metric, "mode": self.objective.mode},
+            **self.task.state_extra(),
         }
         if torch.cuda.is_available():
             state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
         if self.best_model is not None:
-            state["best_model"] = self.best_model
+            state["best_model"] = changed(self.best_model, state["model"])
         return state
 
     def restore(self, state: dict) -> None:
@@ -81,12 +84,16 @@ class Resumable:
             self.opt.load_state_dict(state["optimizer"])
             self.sched.load_state_dict(state["scheduler"])
             self.scaler.load_state_dict(state["scaler"])
+            # a checkpoint another trial wrote (PBT's exploit) holds that trial's learning rate: use this one's
+            t, theirs = self.cfg.training, state.get("config", {}).get("training", {})
+            if any(theirs.get(k, getattr(t, k)) != getattr(t, k) for k in REBASED):
+                self.sched.rebase(self.opt, t)
         torch.set_rng_state(state["rng"]["torch"])
         self.gen.set_state(state["rng"]["loader"])
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.best = dict(state["best"])
-        self.best_model = state.get("best_model")
+        self.best_model = best_state(state)
 
     # ---- the best epoch's weights (evaluated on the test split at the end) ----------------------------------
     @property
@@ -94,9 +101,8 @@ class Resumable:
         return "test" in self.data.splits
 
     def keep_best_weights(self) -> None:
-        """Keep a CPU copy of the current weights as the best epoch's, when a test split will evaluate them."""
-        if self.has_test:
-            self.best_model = copy.deepcopy({k: v.cpu() for k, v in self.model.state_dict().items()})
+        """Keep a CPU copy of the current weights as the best epoch's (test split, ``explain``, ``predict``)."""
+        self.best_model = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
 
     def is_final(self, epoch: int) -> bool:
         """Whether ``epoch`` (0-based) is the last: the configured number, or early stopping's patience is out."""
@@ -105,8 +111,8 @@ class Resumable:
                                          and self.best["bad_epochs"] >= t.early_stop_patience)
 
     def end_epoch(self, epoch: int, metrics: dict, report, checkpoints, save: bool = True) -> bool:
-        """The last epoch adds the test metrics (``test_metrics``, the task's); a checkpoint when due (``save``:
-        this process writes them); then ``report(metrics)``. True when ``epoch`` was the last."""
+        """The last epoch adds the test metrics of the best weights; a checkpoint when due (``save``: this process
+        writes them); then ``report(metrics)``. True when ``epoch`` was the last."""
         final = self.is_final(epoch)
         if final and self.has_test:
             metrics.update(self.test_metrics())
@@ -125,3 +131,15 @@ class Resumable:
             yield
         finally:
             self.model.load_state_dict(current)
+
+
+def changed(best: dict, current: dict) -> dict:
+    """The tensors of ``best`` that differ from ``current`` (frozen parts are the same: not stored twice)."""
+    return {k: v for k, v in best.items()
+            if k not in current or v.shape != current[k].shape or not torch.equal(v, current[k].cpu())}
+
+
+def best_state(state: dict) -> dict:
+    """The best epoch's full weights of a checkpoint (its own weights when that epoch is the checkpoint's)."""
+    model = state["model"]
+    return {**model, **(state.get("best_model") or {})}

@@ -12,6 +12,7 @@ from analysis.aggregate import swept_columns
 ARCH = "config.model.arch"
 STRATEGY = "config.model.strategy"
 FREEZE = "config.model.freeze_depth"
+FROZEN = "frozen_fraction"   # share of backbone parameters the trial froze (its last epoch; trials and epochs)
 LR = "config.training.lr"
 MAX_CURVES = 500   # curves drawn per figure; statistics always use every trial
 # freezing strategies from least to most trained parameters; unknown names follow alphabetically

@@ -1,4 +1,4 @@
-"""The metric against one swept quantity: freeze depth, learning rate, training cost."""
+"""The metric against one swept quantity: what is frozen, learning rate, training cost."""
 from __future__ import annotations
 
 from typing import Optional
@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 
 from analysis.aggregate import finished
 from analysis.figures import figure
-from analysis.figures._common import (ARCH, FREEZE, LR, STRATEGY, colors, fmt_value, metric_label,
+from analysis.figures._common import (ARCH, FREEZE, FROZEN, LR, STRATEGY, colors, fmt_value, metric_label,
                                       ordered_labels, better)
 
 MAX_LR_POINTS = 12   # beyond this many distinct learning rates (random search), the best line uses log bins
@@ -35,28 +35,59 @@ def _per_arch_axes(ok: pd.DataFrame):
     fig = Figure(figsize=(6.5, 4.2), layout="constrained")
     return fig, fig.add_subplot(), archs, colors(archs)
 
-@figure("metric_vs_freeze_depth", "Validation metric against freeze depth")
-def metric_vs_freeze_depth(tables, metric: str = "val_acc", mode: str = "max") -> Optional[Figure]:
-    """One line per architecture through the best trial at each freeze depth (trials with a depth only)."""
-    col = f"best_{metric}"
+def _last_frozen(tables) -> Optional[pd.Series]:
+    """``frozen_fraction`` per trial: the trials column, else the trial's last epoch row; None when never reported."""
+    trials, epochs = tables.trials, tables.epochs
+    if FROZEN in trials.columns and trials[FROZEN].notna().any():
+        return pd.to_numeric(trials.set_index("trial_id")[FROZEN], errors="coerce")
+    if epochs is not None and FROZEN in epochs.columns and epochs[FROZEN].notna().any():
+        rows = epochs.dropna(subset=[FROZEN]).sort_values(["trial_id", "epoch"], kind="mergesort")
+        return pd.to_numeric(rows.groupby("trial_id")[FROZEN].last(), errors="coerce")
+    return None
+
+
+def freeze_points(tables, metric: str = "val_acc") -> tuple[pd.DataFrame, str]:
+    """The finished trials the freeze figure draws, with ``_x`` (what is frozen) and ``_arch``; and the x label.
+
+    ``_x`` is the share of backbone parameters frozen (``frozen_fraction``, as the trial's last epoch reported it:
+    comparable across architectures), for every trial with a freezing strategy; studies from before that metric
+    fall back to ``freeze_depth`` (a fraction of stages, which freezes 1% of a ResNet-18 but 43% of a ViT at 0.5).
+    """
     ok = finished(tables.trials, metric)
-    if FREEZE not in ok.columns:
-        return None
-    ok = ok.assign(_x=pd.to_numeric(ok[FREEZE], errors="coerce")).dropna(subset=["_x"])
+    frozen = _last_frozen(tables)
+    if frozen is not None and "trial_id" in ok.columns:
+        x = ok["trial_id"].map(frozen)
+        if STRATEGY in ok.columns:  # the from-scratch baseline (no strategy) is no point on a freezing axis
+            x = x.where(ok[STRATEGY].notna())
+        label = "frozen fraction (share of backbone parameters frozen)"
+    elif FREEZE in ok.columns:
+        x = pd.to_numeric(ok[FREEZE], errors="coerce")
+        label = "freeze depth (fraction of stages frozen; no frozen_fraction column: older study)"
+    else:
+        return ok.iloc[0:0].assign(_x=[], _arch=[]), ""
+    ok = ok.assign(_x=pd.to_numeric(x, errors="coerce")).dropna(subset=["_x"])
+    return ok.assign(_arch=_labels(ok, ARCH)), label
+
+
+@figure("metric_vs_freeze_depth", "Validation metric against the frozen share of the backbone")
+def metric_vs_freeze_depth(tables, metric: str = "val_acc", mode: str = "max") -> Optional[Figure]:
+    """One line per architecture through the best trial at each frozen fraction (x: :func:`freeze_points`)."""
+    col = f"best_{metric}"
+    ok, xlabel = freeze_points(tables, metric)
     if ok["_x"].nunique() < 2:
         return None
-    ok = ok.assign(_arch=_labels(ok, ARCH))
     fig, ax, archs, palette = _per_arch_axes(ok)
     for arch in archs:
         one = ok[ok["_arch"] == arch]
         ax.scatter(one["_x"], one[col], s=12, alpha=0.35, color=palette[arch])
         line = _best_by(one, "_x", col, mode)
         ax.plot(line["_x"], line[col], "-o", color=palette[arch], label=arch, ms=5)
-    ax.set_xlabel("freeze depth (fraction of stages frozen)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(f"best {metric_label(metric)}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, title="architecture")
-    ax.set_title(f"{metric_label(metric)} vs freeze depth (line: best per depth)")
+    what = "frozen fraction" if xlabel.startswith("frozen") else "freeze depth"
+    ax.set_title(f"{metric_label(metric)} vs {what} (line: best per value)")
     return fig
 
 

@@ -210,3 +210,30 @@ def test_every_figure_draws_a_rich_study_and_save_all_writes_pngs(rich, tmp_path
     assert list(paths) == names                       # every classification figure applies to the rich study
     for path in paths.values():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_freeze_figure_plots_the_frozen_fraction_and_falls_back_to_depth(rich):
+    from analysis.figures.sweep import freeze_points
+    from analysis.synthetic import synthetic_tables
+    t = synthetic_tables(n_trials=60, n_epochs=4)
+    ok, label = freeze_points(t)
+    assert label.startswith("frozen fraction")
+    trials = t.trials.set_index("trial_id")
+    assert ok["_x"].tolist() == trials.loc[ok["trial_id"], "frozen_fraction"].tolist()
+    assert ok["config.model.strategy"].notna().all()  # the from-scratch baseline is left out
+    lp = ok[ok["config.model.strategy"] == "linear_probe"]
+    assert len(lp) and (lp["_x"] == 1.0).all() and (ok.loc[ok["config.model.strategy"] == "full", "_x"] == 0).all()
+    fig = FIGURES["metric_vs_freeze_depth"].fn(t)
+    assert "frozen fraction" in fig.axes[0].get_xlabel()
+
+    # a trials table without the column: the last epoch's value from the epochs table
+    from analysis.load import StudyTables
+    no_col = StudyTables(t.trials.drop(columns=["frozen_fraction"]), t.epochs, t.per_class, t.confusion)
+    again, _ = freeze_points(no_col)
+    assert again["_x"].tolist() == ok["_x"].tolist()
+
+    # an older study (no frozen_fraction anywhere): freeze_depth, with a note on the axis
+    old, label = freeze_points(rich)
+    assert "freeze depth" in label and "older study" in label
+    assert sorted(old["_x"].unique()) == [0.25, 0.5, 0.75]
+    assert "older study" in FIGURES["metric_vs_freeze_depth"].fn(rich).axes[0].get_xlabel()

@@ -98,6 +98,7 @@ def test_rerun_command_rebuilds_the_trial_config():
     row = t.trials.iloc[0].copy()
     row["config.data.classes"] = "[5, 6, 7]"        # lists are JSON strings in the tables
     row["config.training.batch_size"] = 32.0         # ints turned into floats by a column with gaps
+    row["config.data.name"] = "digits"               # a registered data set (the synthetic tables' is made up)
     words = shlex.split(rerun_command(row, {row["config.model.arch"]: "/ckpt/a.pt"}).replace("\\\n", " "))
     assert words[:2] == ["tlsweep", "train"]
     sets = words[3::2]

@@ -22,14 +22,16 @@ def val_files(small_study, tmp_path_factory):
     """The trial's own validation logits (computed by the trainer's code) and a few val images as PNG files."""
     from trainables.classification import Trainer
     from trainables.config import trial_config
+    from trainables.trial_state import best_state
     trials = load(small_study).trials
     trial = trials.loc[trials["config.model.arch"] == "resnet18"].iloc[0]["trial_id"]
     from explain.loading import load_trial
     state = read(load_trial(small_study, trial).checkpoint)
     trainer = Trainer(trial_config({**state["config"], "model": {**state["config"]["model"], "weights": "none"}}))
-    trainer.model.load_state_dict(state["model"])
-    logits, labels = trainer.predict(trainer.data.splits["val"])
-    assert (logits.argmax(1) == labels).float().mean().item() == pytest.approx(state["metrics"]["val_acc"])
+    trainer.model.load_state_dict(best_state(state))  # predict loads the best epoch's weights by default
+    logits, labels = trainer.task.predict("val")
+    assert state["objective"]["metric"] == "val_acc"
+    assert (logits.argmax(1) == labels).float().mean().item() == pytest.approx(state["best"]["value"])
     folder = tmp_path_factory.mktemp("val_pngs")
     images = trainer.data.splits["val"].images
     paths = []

@@ -55,7 +55,7 @@ def test_reused_trial_processes_leak_no_state(ray_session, tmp_path):
     # first configuration must give exactly the first one's numbers
     study = study_from_dict(tiny_study(
         "reuse", training={"lr": {"grid": [0.003, 0.01]}, "epochs": 2}, model={"dropout": 0.3},
-        data={"augment": "standard"}, search={"num_samples": 2, "max_concurrent": 1}))
+        data={"augment": "standard"}, search={"algorithm": "random", "num_samples": 2, "max_concurrent": 1}))
     folder, _ = run_study(study, storage=str(tmp_path))
     t = load(folder)
     assert len(t.trials) == 4

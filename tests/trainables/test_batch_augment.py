@@ -80,4 +80,4 @@ def test_only_training_batches_are_augmented_and_only_presets_with_a_batched_for
 
 def test_cpu_trials_keep_torchvisions_per_image_presets(tiny):
     trainer = Trainer(trial_config(tiny(data={"augment": "standard"})))
-    assert trainer.pre.batch_augment is None and trainer.pre.augment is not None
+    assert trainer.task.pre.batch_augment is None and trainer.task.pre.augment is not None

@@ -106,3 +106,49 @@ def test_frozen_params_get_no_optimizer_state(tiny):
     with_state = {id(p) for p in tr.opt.state}
     head = {id(p) for n, p in tr.model.named_parameters() if n in tr.bundle.head}
     assert with_state == head
+
+
+def test_frozen_fraction_per_strategy(bundle):
+    from trainables.freezing import frozen_fraction
+    m, stages = bundle.model, bundle.stages
+    total = sum(numel(m, s) for s in stages)
+    k = frozen_stage_count(0.5, len(stages))
+    expected = {"full": 0.0, "linear_probe": 1.0, "partial": sum(numel(m, s) for s in stages[:k]) / total,
+                "unfreeze_last_k": 1 - (numel(m, stages[-1]) + numel(m, stages[-2])) / total}
+    cfg = ModelConfig(freeze_depth=0.5, unfreeze_k=2, head_epochs=1)
+    for name, value in expected.items():
+        plan = STRATEGIES.get(name)(bundle, cfg, 0)
+        assert frozen_fraction(bundle, plan) == pytest.approx(value), name
+        apply_plan(m, plan)  # the same number from requires_grad
+        backbone = [p for n, p in m.named_parameters() if n not in set(bundle.head)]
+        assert sum(p.numel() for p in backbone if not p.requires_grad) / total == pytest.approx(value), name
+    two = STRATEGIES.get("two_phase")
+    assert frozen_fraction(bundle, two(bundle, cfg, 0)) == 1.0
+    assert frozen_fraction(bundle, two(bundle, cfg, 1)) == pytest.approx(expected["partial"])
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "vit_tiny_patch16_224"])
+def test_freeze_unit_params_ends_at_the_nearest_boundary(arch):
+    from trainables.freezing import frozen_fraction, frozen_stages, stage_sizes
+    b = build_model(ModelConfig(arch=arch), num_classes=7, image_size=32)
+    sizes = stage_sizes(b)
+    shares = [sum(sizes[:k]) / sum(sizes) for k in range(len(sizes) + 1)]
+    by_stages = frozen_fraction(b, STRATEGIES.get("partial")(b, ModelConfig(freeze_depth=0.5), 0))
+    cfg = ModelConfig(freeze_depth=0.5, freeze_unit="params")
+    got = frozen_fraction(b, STRATEGIES.get("partial")(b, cfg, 0))
+    assert got == pytest.approx(shares[frozen_stages(b, cfg)])
+    assert abs(got - 0.5) == pytest.approx(min(abs(s - 0.5) for s in shares))
+    assert abs(got - 0.5) < abs(by_stages - 0.5)
+    # resnet18's stages: 1.4% frozen by stages, 25% by parameters (layer4 alone holds 75%); ViT-tiny: 43% vs 51%
+    assert got == pytest.approx({"resnet18": 0.249, "vit_tiny_patch16_224": 0.514}[arch], abs=0.01)
+    two = STRATEGIES.get("two_phase")(b, ModelConfig(freeze_depth=0.5, freeze_unit="params", head_epochs=0), 0)
+    assert frozen_fraction(b, two) == pytest.approx(got)
+    for depth, k in ((0.0, 0), (1.0, len(sizes))):
+        assert frozen_stages(b, ModelConfig(freeze_depth=depth, freeze_unit="params")) == k
+
+
+def test_unknown_freeze_unit_suggests():
+    from trainables.config import trial_config
+    from trainables.errors import ConfigError
+    with pytest.raises(ConfigError, match=r"model.freeze_unit: 'param' is not one of stages, params.*params"):
+        trial_config({"model": {"freeze_unit": "param"}})

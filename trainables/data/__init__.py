@@ -1,14 +1,9 @@
 """Data sets by name: ``load_data(cfg.data, image_size)`` -> :class:`ImageData` (see ``base.prepare``)."""
 from __future__ import annotations
 
+from trainables.catalog import DATASETS  # the names; each loader's module is imported when it is asked for
 from trainables.config import DataConfig
 from trainables.data.base import ImageData, RawData, Split, prepare, select_classes
-from trainables.registry import Registry
-
-DATASETS: Registry = Registry("data.name")
-
-# Each module registers its loaders on import.
-from trainables.data import digits, folders, shapes, torchvision_sets  # noqa: E402,F401
 
 
 def load_data(cfg: DataConfig, image_size: int) -> ImageData:

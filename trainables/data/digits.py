@@ -14,8 +14,3 @@ def load_digits(cfg: DataConfig) -> RawData:
     images = (images * (255.0 / 16.0)).round().to(torch.uint8).unsqueeze(1)
     labels = torch.from_numpy(bunch.target).long()
     return RawData({"train": TensorSource(images, labels)}, [str(i) for i in range(10)], "digits")
-
-
-from trainables.data import DATASETS  # noqa: E402
-
-DATASETS.register("digits")(load_digits)

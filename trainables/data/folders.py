@@ -71,9 +71,3 @@ def load_tiny_imagenet(cfg: DataConfig) -> RawData:
     words = root / "words.txt"
     names = dict(line.split("\t", 1) for line in words.read_text().splitlines() if "\t" in line) if words.is_file() else {}
     return RawData(splits, [names.get(w, w).split(",")[0].strip() for w in wnids], "tiny_imagenet")
-
-
-from trainables.data import DATASETS  # noqa: E402
-
-DATASETS.register("imagefolder")(load_imagefolder)
-DATASETS.register("tiny_imagenet")(load_tiny_imagenet)

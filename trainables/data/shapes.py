@@ -2,8 +2,8 @@
 
 The same generator serves two tasks. Segmentation (``trainables.segmentation.data``, data set ``shapes``): each
 image holds 1-3 shapes and its mask is exact, because every shape is painted through its own mask (later shapes
-cover earlier ones in both). Classification (this module's ``shapes``, registered in ``DATASETS``): each image
-holds one shape and the label is its class, the source task a segmentation encoder is pretrained on.
+cover earlier ones in both). Classification (this module's ``shapes``, named in ``trainables.catalog.DATASETS``):
+each image holds one shape and the label is its class, the source task a segmentation encoder is pretrained on.
 
 Classes (``data.num_shapes``): up to 3 are the shape kinds, in any colour; 4 to 9 are kind x colour (red, green,
 blue), so colour then decides the class too. Backgrounds are grey-ish textures (channels within 40 of each
@@ -129,8 +129,3 @@ def load_shapes_classification(cfg: DataConfig) -> RawData:
     size = cfg.image_size or 32
     images, labels = generate_single(cfg.shapes_count, size, cfg.split_seed, cfg.num_shapes)
     return RawData({"train": TensorSource(images, labels)}, class_names(cfg.num_shapes), "shapes")
-
-
-from trainables.data import DATASETS  # noqa: E402
-
-DATASETS.register("shapes")(load_shapes_classification)

@@ -42,8 +42,7 @@ def _loader(name: str, attr: str):
     return load
 
 
-from trainables.data import DATASETS  # noqa: E402
-
-for _name, _attr in (("cifar10", "CIFAR10"), ("cifar100", "CIFAR100"), ("mnist", "MNIST"),
-                     ("fashion_mnist", "FashionMNIST")):
-    DATASETS.register(_name)(_loader(_name, _attr))
+load_cifar10 = _loader("cifar10", "CIFAR10")
+load_cifar100 = _loader("cifar100", "CIFAR100")
+load_mnist = _loader("mnist", "MNIST")
+load_fashion_mnist = _loader("fashion_mnist", "FashionMNIST")

@@ -1,4 +1,5 @@
-"""Models by name: any timm model, torchvision models as ``tv:<name>``, and the from-scratch CNNs.
+"""Models by name: any timm model, torchvision models as ``tv:<name>``, Hugging Face transformers image
+classifiers as ``hf:<hub id or folder>`` (:mod:`trainables.models.hf`), and the from-scratch CNNs.
 
 ``build_model`` returns a :class:`ModelBundle`: the module plus its head and its ordered backbone stages
 (lists of parameter names, input to output), which is all that freezing strategies need to know.
@@ -12,7 +13,7 @@ from torch import nn
 
 from trainables.config import ModelConfig
 from trainables.errors import ConfigError, suggest
-from trainables.models import scratch, weights
+from trainables.models import hf, scratch, weights
 from trainables.models.stages import children_stages, matcher_stages, param_names_of
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -37,13 +38,16 @@ def _tv_names() -> tuple[str, ...]:
 
 
 def list_models(pattern: str = "*") -> list[str]:
-    """Names ``model.arch`` accepts: local CNNs, ``tv:<name>`` and timm's models matching ``pattern``."""
+    """Names ``model.arch`` accepts: local CNNs, ``tv:<name>``, timm's models matching ``pattern``, and the
+    ``hf:<id>`` image classifiers already in the local Hugging Face cache. Any other ``hf:<hub id>`` (or
+    ``hf:<folder with a config.json>``) is accepted too, but the hub cannot be listed offline."""
     import fnmatch
 
     import timm
     local = [n for n in scratch.LOCAL_MODELS if fnmatch.fnmatch(n, pattern)]
     tv = [f"tv:{n}" for n in _tv_names() if fnmatch.fnmatch(f"tv:{n}", pattern)]
-    return local + tv + timm.list_models(pattern)
+    cached_hf = hf.cached_models(pattern) if fnmatch.fnmatch("hf:", pattern.split("*")[0] + "*") else []
+    return local + tv + timm.list_models(pattern) + cached_hf
 
 
 def check_arch(arch: str) -> None:
@@ -53,6 +57,8 @@ def check_arch(arch: str) -> None:
         return
     if arch.startswith("tv:") and arch[3:] in _tv_names():
         return
+    if arch.startswith(hf.PREFIX):
+        return hf.check(arch)
     choices = list(scratch.LOCAL_MODELS) + [f"tv:{n}" for n in _tv_names()] + timm.list_models()
     raise ConfigError(f"model.arch: unknown model {arch!r}{suggest(arch, choices)}")
 
@@ -98,6 +104,12 @@ def _build_timm(cfg: ModelConfig, num_classes: int, image_size: int, mode: str) 
     pc = model.pretrained_cfg or {}
     return ModelBundle(model, head, matcher_stages(model, head), int(pc.get("input_size", (3, 224, 224))[-1]),
                        tuple(pc.get("mean", IMAGENET_MEAN)), tuple(pc.get("std", IMAGENET_STD)), cfg.arch)
+
+
+def _build_hf(cfg: ModelConfig, num_classes: int, image_size: int, mode: str) -> ModelBundle:
+    parts = hf.build(cfg, num_classes, image_size, mode)
+    return ModelBundle(parts["model"], parts["head"], parts["stages"], parts["input_size"],
+                       parts["mean"] or IMAGENET_MEAN, parts["std"] or IMAGENET_STD, cfg.arch)
 
 
 def _last_linear(model: nn.Module) -> str:
@@ -149,6 +161,8 @@ def build_model(cfg: ModelConfig, num_classes: int, image_size: int | None = Non
         bundle = _build_local(cfg, num_classes, image_size, mode)
     elif cfg.arch.startswith("tv:"):
         bundle = _build_torchvision(cfg, num_classes, image_size, mode)
+    elif cfg.arch.startswith(hf.PREFIX):
+        bundle = _build_hf(cfg, num_classes, image_size, mode)
     else:
         bundle = _build_timm(cfg, num_classes, image_size, mode)
     if mode == "file":

@@ -7,9 +7,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from trainables.catalog import ACTIVATIONS  # model.activation: name -> torch.nn class
 from trainables.config import ModelConfig
-
-ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "mish": nn.Mish}
 
 
 def conv_block(cin: int, cout: int, k: int, act: type, bn: bool) -> nn.Sequential:

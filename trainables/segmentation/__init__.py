@@ -1,9 +1,9 @@
 """Semantic segmentation (``task: segmentation``): data sets, joint transforms, losses, metrics, models and one
 training loop, with the same ``train(config, report, checkpoints)`` contract as classification.
 
-Registries: ``SEG_DATASETS`` (``data.name``: segfolder, ade20k, shapes), ``SEG_MODELS`` (``model.decoder``: unet,
-fpn, mobilenetv2_decoder, segformer; ``model.arch`` is the encoder), ``LOSSES`` (``training.loss``: ce, bce, dice,
-bce_dice, ce_dice) and ``SEG_AUGMENTATIONS`` (``data.augment``: none, standard, strong).
+Registries (their names are in :mod:`trainables.catalog`; ``tlsweep list datasets | decoders | losses |
+augmentations``): ``SEG_DATASETS`` (``data.name``), ``SEG_MODELS`` (``model.decoder``; ``model.arch`` is the
+encoder), ``LOSSES`` (``training.loss``) and ``SEG_AUGMENTATIONS`` (``data.augment``).
 """
 from trainables.segmentation.data import SEG_DATASETS, load_seg_data
 from trainables.segmentation.losses import LOSSES, build_loss

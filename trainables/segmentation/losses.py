@@ -14,11 +14,10 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from trainables.catalog import LOSSES  # training.loss: the names, pointing at the factories below
 from trainables.errors import ConfigError
-from trainables.registry import Registry
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits [B, C, H, W], target [B, H, W]) -> scalar
-LOSSES: Registry = Registry("training.loss")
 BINARY_ONLY = ("bce", "bce_dice")
 SMOOTH = 1.0  # Dice smoothing: an empty class predicted empty has loss 0, not 0/0
 
@@ -62,8 +61,7 @@ def build_loss(name: str, num_classes: int, ignore_index: int = 255, label_smoot
     return factory(ignore_index, label_smoothing)
 
 
-@LOSSES.register("ce")
-def _ce(ignore_index: int, label_smoothing: float) -> Loss:
+def ce(ignore_index: int, label_smoothing: float) -> Loss:
     def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if not (target != ignore_index).any():  # an all-ignore batch: 0, not NaN
             return logits.sum() * 0.0
@@ -71,23 +69,19 @@ def _ce(ignore_index: int, label_smoothing: float) -> Loss:
     return loss
 
 
-@LOSSES.register("bce")
-def _bce(ignore_index: int, label_smoothing: float) -> Loss:
+def bce(ignore_index: int, label_smoothing: float) -> Loss:
     return lambda logits, target: _binary_cross_entropy(logits, target, ignore_index)
 
 
-@LOSSES.register("dice")
-def _dice(ignore_index: int, label_smoothing: float) -> Loss:
+def dice(ignore_index: int, label_smoothing: float) -> Loss:
     return lambda logits, target: _soft_dice(logits, target, ignore_index)
 
 
-@LOSSES.register("bce_dice")
-def _bce_dice(ignore_index: int, label_smoothing: float) -> Loss:
+def bce_dice(ignore_index: int, label_smoothing: float) -> Loss:
     return lambda logits, target: (_binary_cross_entropy(logits, target, ignore_index)
                                    + _soft_dice(logits, target, ignore_index))
 
 
-@LOSSES.register("ce_dice")
-def _ce_dice(ignore_index: int, label_smoothing: float) -> Loss:
-    ce = _ce(ignore_index, label_smoothing)
-    return lambda logits, target: ce(logits, target) + _soft_dice(logits, target, ignore_index)
+def ce_dice(ignore_index: int, label_smoothing: float) -> Loss:
+    ce_loss = ce(ignore_index, label_smoothing)
+    return lambda logits, target: ce_loss(logits, target) + _soft_dice(logits, target, ignore_index)

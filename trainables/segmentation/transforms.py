@@ -15,9 +15,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from trainables.registry import Registry
-
-SEG_AUGMENTATIONS: Registry = Registry("data.augment")
+from trainables.catalog import SEG_AUGMENTATIONS  # data.augment: the names, pointing at the presets below
 
 
 def _uniform(gen: torch.Generator, lo: float, hi: float) -> float:
@@ -79,18 +77,15 @@ class JointAugment:
         return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
 
-@SEG_AUGMENTATIONS.register("none")
-def _none(size: int) -> Optional[JointAugment]:
+def no_augment(size: int) -> Optional[JointAugment]:
     return None
 
 
-@SEG_AUGMENTATIONS.register("standard")
-def _standard(size: int) -> JointAugment:
+def standard(size: int) -> JointAugment:
     return JointAugment(size, scale=(0.5, 1.0))
 
 
-@SEG_AUGMENTATIONS.register("strong")
-def _strong(size: int) -> JointAugment:
+def strong(size: int) -> JointAugment:
     return JointAugment(size, scale=(0.25, 1.0), jitter=0.3)
 
 

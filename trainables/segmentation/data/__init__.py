@@ -5,11 +5,9 @@
 """
 from __future__ import annotations
 
+from trainables.catalog import SEG_DATASETS  # the names; each loader's module is imported when it is asked for
 from trainables.config import DataConfig
-from trainables.registry import Registry
 from trainables.segmentation.data.base import LazyPairs, SegData, SegSplit
-
-SEG_DATASETS: Registry = Registry("data.name")
 
 
 def load_seg_data(cfg: DataConfig, image_size: int) -> SegData:
@@ -23,16 +21,5 @@ def load_seg_data(cfg: DataConfig, image_size: int) -> SegData:
     """
     return SEG_DATASETS.get(cfg.name)(cfg, image_size)
 
-
-def _register() -> None:
-    from trainables.segmentation.data.ade20k import load_ade20k
-    from trainables.segmentation.data.segfolder import load_segfolder
-    from trainables.segmentation.data.shapes import load_shapes
-    SEG_DATASETS.register("segfolder")(load_segfolder)
-    SEG_DATASETS.register("ade20k")(load_ade20k)
-    SEG_DATASETS.register("shapes")(load_shapes)
-
-
-_register()
 
 __all__ = ["SEG_DATASETS", "LazyPairs", "SegData", "SegSplit", "load_seg_data"]

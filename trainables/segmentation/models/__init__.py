@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+from trainables.catalog import DECODERS  # model.decoder: the names, pointing at the builders below
 from trainables.config import ModelConfig
 from trainables.models import ModelBundle, weights, weights_mode
-from trainables.registry import Registry
 from trainables.segmentation.models import segformer
 from trainables.segmentation.models.decoders import DeconvDecoder, FPNDecoder, SegModel, UNetDecoder
 from trainables.segmentation.models.encoders import build_encoder, check_encoder, load_encoder
 
-SEG_MODELS: Registry[Callable[..., ModelBundle]] = Registry("model.decoder")
+SEG_MODELS = DECODERS
 
 
 def _cnn(decoder_factory) -> Callable[[ModelConfig, int, str], ModelBundle]:
@@ -34,13 +34,12 @@ def _cnn(decoder_factory) -> Callable[[ModelConfig, int, str], ModelBundle]:
     return build
 
 
-SEG_MODELS.register("unet")(_cnn(lambda enc, k, cfg: UNetDecoder(enc.channels, k, cfg.decoder_width)))
-SEG_MODELS.register("fpn")(_cnn(lambda enc, k, cfg: FPNDecoder(enc.channels, enc.reductions, k, cfg.decoder_width)))
-SEG_MODELS.register("mobilenetv2_decoder")(_cnn(lambda enc, k, cfg: DeconvDecoder(enc.channels, enc.reductions, k)))
+build_unet = _cnn(lambda enc, k, cfg: UNetDecoder(enc.channels, k, cfg.decoder_width))
+build_fpn = _cnn(lambda enc, k, cfg: FPNDecoder(enc.channels, enc.reductions, k, cfg.decoder_width))
+build_deconv = _cnn(lambda enc, k, cfg: DeconvDecoder(enc.channels, enc.reductions, k))
 
 
-@SEG_MODELS.register("segformer")
-def _segformer(cfg: ModelConfig, num_classes: int, mode: str, overrides: Optional[dict] = None) -> ModelBundle:
+def build_segformer(cfg: ModelConfig, num_classes: int, mode: str, overrides: Optional[dict] = None) -> ModelBundle:
     model = segformer.build_segformer_net(cfg.arch, num_classes, "imagenet" if mode == "imagenet" else "none",
                                           overrides)
     head, stages = segformer.segformer_parts(model)
