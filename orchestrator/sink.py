@@ -262,8 +262,8 @@ class ParquetSink(Callback):
             for k, v in rows[-1].items():
                 if k.startswith(("val_", "train_", "test_")) and isinstance(v, (int, float)):
                     row[f"last_{k}"] = v
-            for k, v in best.items():
-                if k.startswith(("val_", "train_")) and isinstance(v, (int, float)):
+            for k, v in best.items():  # test_*: the best weights on the test split (trainables.loop)
+                if k.startswith(("val_", "train_", "test_")) and isinstance(v, (int, float)):
                     row[f"best_{k}"] = v
             if isinstance(rows[-1].get("frozen_fraction"), (int, float)):  # what the trial's last phase froze
                 row["frozen_fraction"] = rows[-1]["frozen_fraction"]

@@ -4,8 +4,9 @@ Plain PyTorch, no Ray: ``train(config, report, checkpoints)`` calls ``report(met
 dict (``epoch``, ``train_*``, ``val_*``, ``lr``, ``trainable_params``, ``frozen_fraction``, ``epoch_seconds``,
 ``best_<objective>``, ``best_epoch``, ...). The trial's :class:`~trainables.objective.Objective` decides, here
 and nowhere else, which epoch is best: that epoch's report carries the task's payloads (``per_class``,
-``confusion``, segmentation's ``samples``), its weights are the ones the final epoch evaluates on the test split
-(``test_*``, ``test_per_class``, ``test_confusion``) and the ones a checkpoint keeps as ``best_model``; early
+``confusion``, segmentation's ``samples``) and, when the data has a test split, the test metrics of its weights
+(``test_*``, ``test_per_class``, ``test_confusion``: reported at every new best epoch, so a trial stopped early has
+them too); its weights are the ones a checkpoint keeps as ``best_model``; early
 stopping and the plateau schedule count from it. The same function runs standalone (``tlsweep train``), under
 Ray Tune (the orchestrator supplies ``report`` and ``checkpoints``) and in tests (``report=rows.append``).
 
@@ -182,6 +183,8 @@ class Trainer(Resumable):
                 self.best.update(value=score, epoch=epoch + 1, bad_epochs=0)
                 metrics.update(val.details())
                 self.keep_best_weights()
+                if self.has_test:  # claimed on data that did not choose it, whenever the trial stops
+                    metrics.update(self.test_metrics())
             else:
                 self.best["bad_epochs"] += 1
             metrics[best_key], metrics["best_epoch"] = self.best["value"], self.best["epoch"]
@@ -191,10 +194,11 @@ class Trainer(Resumable):
                 "best_epoch": self.best["epoch"], "class_names": self.data.class_names}
 
     def test_metrics(self) -> dict:
-        """Test-split metrics (and per-class table, confusion) of the best epoch's weights."""
-        with self.best_weights():
-            ev = self.task.evaluate(self.inputs, "test", "test_")
-            details = ev.details()
+        """Test-split metrics (and per-class table, confusion) of the model's weights: called at each epoch the
+        objective says is the best so far, so a trial stopped at any moment (ASHA, a time budget, a crash) has
+        the test numbers of its best weights, and the test split never chooses anything."""
+        ev = self.task.evaluate(self.inputs, "test", "test_")
+        details = ev.details()
         return {**ev.metrics, "test_per_class": details["per_class"], "test_confusion": details["confusion"]}
 
 

@@ -12,7 +12,6 @@ A checkpoint holds the current weights (``model``) and the best epoch's as the t
 from __future__ import annotations
 
 import contextlib
-import copy
 
 import torch
 
@@ -111,26 +110,14 @@ class Resumable:
                                          and self.best["bad_epochs"] >= t.early_stop_patience)
 
     def end_epoch(self, epoch: int, metrics: dict, report, checkpoints, save: bool = True) -> bool:
-        """The last epoch adds the test metrics of the best weights; a checkpoint when due (``save``: this process
-        writes them); then ``report(metrics)``. True when ``epoch`` was the last."""
+        """A checkpoint when due (``save``: this process writes them); then ``report(metrics)``. True when
+        ``epoch`` was the last."""
         final = self.is_final(epoch)
-        if final and self.has_test:
-            metrics.update(self.test_metrics())
         if save and (final or (epoch + 1) % self.cfg.training.checkpoint_every == 0):
             checkpoints.save(self.state(epoch + 1, metrics), epoch + 1)
         report(metrics)
         return final
 
-    @contextlib.contextmanager
-    def best_weights(self):
-        """The best epoch's weights in the model for the block; the current ones are put back after."""
-        current = copy.deepcopy(self.model.state_dict())
-        if self.best_model is not None:
-            self.model.load_state_dict(self.best_model)
-        try:
-            yield
-        finally:
-            self.model.load_state_dict(current)
 
 
 def changed(best: dict, current: dict) -> dict:
