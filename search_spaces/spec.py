@@ -174,6 +174,9 @@ def _check_together(study: Study) -> None:
     """Checks that span sections: the search algorithm's and the scheduler's (their registry entries' ``check``:
     domains, seeds, samples, epochs), and seeds vs a seed domain."""
     from orchestrator import schedulers, searchers  # the registries: importing them imports no Ray
+    for key in ("objective", "objective_mode"):
+        if key in study.trial["training"] or any(d.path == f"training.{key}" for d in study.domains):
+            raise ConfigError(f"training.{key}: a study's trials optimise search.metric / search.mode; set those")
     reported = OBJECTIVES.get(study.task, ())
     if study.search.metric not in reported:
         raise ConfigError(f"search.metric: {study.search.metric!r} is not reported by {study.task} trials"

@@ -262,3 +262,13 @@ def test_the_loader_imports_neither_torch_nor_ray():
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'ray', 'timm')); "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
+
+
+def test_the_study_objective_is_search_metric_for_its_task():
+    with pytest.raises(ConfigError, match=r"^training.objective: a study's trials optimise search.metric"):
+        study_from_dict({"name": "x", "training": {"objective": "val_loss"}})
+    with pytest.raises(ConfigError, match=r"^search.metric: 'val_miou' is not reported by classification trials"):
+        study_from_dict({"name": "x", "search": {"metric": "val_miou"}})
+    s = study_from_dict({"name": "x", "task": "segmentation", "data": {"name": "shapes"},
+                         "model": {"decoder": "unet"}, "search": {"metric": "val_miou"}})
+    assert (s.search.metric, s.search.mode) == ("val_miou", "max")
