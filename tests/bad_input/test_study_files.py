@@ -70,3 +70,12 @@ def test_a_trial_larger_than_the_cluster_is_an_error_before_waiting(ray_session,
     with pytest.raises(ConfigError, match=message):
         run_study(study, storage=str(tmp_path))
     assert not (tmp_path / "too_big").exists(), "nothing written"
+
+
+def test_a_study_file_that_is_not_utf8_is_one_line(tmp_path, capsys):
+    from orchestrator.cli import main
+    bad = tmp_path / "study.yaml"
+    bad.write_bytes(b"name: x\nmodel: {arch: \xff\xfe}\n")
+    assert main(["run", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith("not a UTF-8 text file (invalid start byte at byte 22)")
