@@ -72,10 +72,7 @@ def _strategies(pattern: str) -> list[Row]:
 
 
 def _tasks(pattern: str) -> list[Row]:
-    try:
-        from trainables.tasks import TASKS
-    except ImportError:  # before the task plug-ins: the Ray trainable's table
-        from orchestrator.trainable import TASKS
+    from trainables.tasks import TASKS
     return _rows(TASKS, pattern)
 
 

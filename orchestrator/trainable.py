@@ -21,7 +21,6 @@ from orchestrator import faults
 from orchestrator.space import resolve
 from search_spaces.sections import ResourceSpec
 from trainables.checkpoint import read, write_atomic
-from trainables.tasks import TASKS  # noqa: F401 - the task names (trainables.tasks), re-exported
 
 PAYLOAD_KEYS = ("per_class", "confusion", "test_per_class", "test_confusion", "samples")
 STATE_FILE = "state.pt"

@@ -32,6 +32,17 @@ def tiny_config(**sections) -> dict:
     return cfg
 
 
+class FakeTrial:
+    """What the Parquet sink reads of a Tune trial, for driving it with fake results (no Ray)."""
+
+    def __init__(self, tid: str, lr: float):
+        self.trial_id, self.config = tid, {"training.lr": lr}
+        self.placement_group_factory = None
+
+    def get_error(self):
+        return None
+
+
 @pytest.fixture
 def tiny():
     return tiny_config

@@ -13,19 +13,11 @@ import pytest
 import orchestrator.sink as sink_module
 from analysis.load import load
 from orchestrator.sink import ParquetSink, ResultsWriteError
+from tests.conftest import FakeTrial
 
 TRIALS = 1000
 EPOCHS = 2
 BOUND_PER_TRIAL = 1024   # bytes the driver may keep per finished trial (measured: well under, see the test)
-
-
-class FakeTrial:
-    def __init__(self, tid: str, lr: float):
-        self.trial_id, self.config = tid, {"training.lr": lr}
-        self.placement_group_factory = None
-
-    def get_error(self):
-        return None
 
 
 def make_sink(root: Path) -> ParquetSink:

@@ -2,15 +2,7 @@
 re-reports epochs it had reported; rows stay one per (trial, epoch), the later report replacing the earlier."""
 from analysis.load import load
 from orchestrator.sink import ParquetSink, read_part, write_part
-
-
-class FakeTrial:
-    def __init__(self, tid: str, lr: float):
-        self.trial_id, self.config = tid, {"training.lr": lr}
-        self.placement_group_factory = None
-
-    def get_error(self):
-        return None
+from tests.conftest import FakeTrial
 
 
 def make_sink(root) -> ParquetSink:
