@@ -9,8 +9,10 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,22 @@ PathLike = Union[str, Path]
 
 class StudyNotFound(FileNotFoundError):
     """No study results at the given location."""
+
+
+class StudyUnreadable(StudyNotFound):
+    """A study file that cannot be read (``study.yaml`` not UTF-8, or not YAML): one line naming the file."""
+
+
+class DamagedPart(UserWarning):
+    """A Parquet part that cannot be read (truncated copy, disk error): it is left out, the rest is read."""
+
+
+def warn_damaged(path: str, error: BaseException) -> None:
+    """One warning per damaged part (Python shows the same message once), naming the file and the cause."""
+    cause = str(error).splitlines()[0] if str(error) else type(error).__name__
+    cause = cause.split(f"'{path}': ", 1)[-1]  # pyarrow repeats the path: "Could not open ... '<path>': why"
+    warnings.warn(f"{path}: unreadable Parquet part left out ({type(error).__name__}: {cause})", DamagedPart,
+                  stacklevel=2)
 
 
 @dataclass
@@ -67,12 +85,52 @@ def results_root(location: PathLike, fs: Optional[pafs.FileSystem] = None) -> tu
     raise StudyNotFound(f"{location}: no results yet (no results/ folder with trials/, epochs/, ...)")
 
 
-def _read_one(fs: pafs.FileSystem, path: str):
+def read_study_yaml(location: PathLike) -> dict:
+    """The ``study.yaml`` of a study folder (local or URI) as a mapping; ``{}`` when there is none.
+
+    Raises StudyUnreadable, one line naming the file, when it is not UTF-8, not YAML or not a mapping."""
+    fs, folder = filesystem(location)  # a URI's ?query (endpoint_override=...) stays with the filesystem
+    path = f"{folder.rstrip('/')}/study.yaml"
+    if fs.get_file_info(path).type != pafs.FileType.File:
+        return {}
+    import yaml
+    try:
+        with fs.open_input_stream(path) as f:
+            data = yaml.safe_load(f.read().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise StudyUnreadable(f"{path}: not a UTF-8 text file (byte {e.start}: {e.reason}); restore it from "
+                              f"a copy, or write it again") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}:" if mark is not None else ""
+        raise StudyUnreadable(f"{path}:{where} invalid YAML ({getattr(e, 'problem', None) or e})") from None
+    except OSError as e:
+        raise StudyUnreadable(f"{path}: cannot read ({e})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise StudyUnreadable(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def _read_one(fs: pafs.FileSystem, path: str, damaged: Optional[list] = None):
+    """One part, or None (with one DamagedPart warning) when it cannot be read."""
+    error: BaseException | None = None
     for attempt in range(3):  # a part may be replaced while a running study writes it
         try:
             return pq.read_table(path, filesystem=fs)
-        except (OSError, FileNotFoundError):
+        except FileNotFoundError:  # replaced or removed meanwhile: not damage
             time.sleep(0.05 * (attempt + 1))
+            error = None
+        except (OSError, pa.ArrowException) as e:  # truncated, not Parquet, a disk error
+            error = e
+            if not isinstance(e, OSError):
+                break  # a broken file stays broken
+            time.sleep(0.05 * (attempt + 1))
+    if error is not None:
+        warn_damaged(path, error)
+        if damaged is not None:
+            damaged.append(path)
     return None
 
 
@@ -108,11 +166,27 @@ def _read_parts(fs: pafs.FileSystem, root: str, table: str) -> pa.Table | None:
         try:
             meta = pq.read_schema(snap, filesystem=fs).metadata or {}
             if meta.get(b"tlsweep.parts") == _signature(infos).encode():
-                return pq.read_table(snap, filesystem=fs)
-        except (OSError, pa.ArrowInvalid):
+                data = pq.read_table(snap, filesystem=fs)
+                for path in json.loads(meta.get(b"tlsweep.damaged", b"[]")):  # left out when it was made
+                    warn_damaged(path, ValueError("unreadable when the snapshot was made"))
+                return data
+        except (OSError, pa.ArrowException, ValueError):
             pass  # an unreadable snapshot is ignored: the parts are the truth
+    return _join_parts(fs, infos)
+
+
+def _snapshot_matches(fs: pafs.FileSystem, snap: str, infos: list) -> bool:
+    try:
+        meta = pq.read_schema(snap, filesystem=fs).metadata or {}
+    except (OSError, pa.ArrowException, ValueError):
+        return False
+    return meta.get(b"tlsweep.parts") == _signature(infos).encode()
+
+
+def _join_parts(fs: pafs.FileSystem, infos: list, damaged: Optional[list] = None) -> pa.Table | None:
     with ThreadPoolExecutor(max_workers=8) as pool:
-        tables = [t for t in pool.map(lambda i: _read_one(fs, i.path), infos) if t is not None and t.num_rows]
+        read = list(pool.map(lambda i: _read_one(fs, i.path, damaged), infos))
+    tables = [t for t in read if t is not None and t.num_rows]
     return pa.concat_tables(tables, promote_options="permissive") if tables else None
 
 
@@ -136,13 +210,17 @@ def compact(location: PathLike, filesystem: Optional[pafs.FileSystem] = None) ->
     fs, root = results_root(location, filesystem)
     for table in TABLES:
         infos = _part_infos(fs, f"{root}/{table}")
-        data = _read_parts(fs, root, table)
+        snap = _snapshot_path(root, table)
+        if infos and fs.get_file_info(snap).type == pafs.FileType.File and _snapshot_matches(fs, snap, infos):
+            continue  # made from these very parts already
+        damaged: list[str] = []
+        data = _join_parts(fs, infos, damaged) if infos else None
         if data is None:
             continue
         meta = dict(data.schema.metadata or {})
         meta[b"tlsweep.parts"] = _signature(infos).encode()
+        meta[b"tlsweep.damaged"] = json.dumps(damaged).encode()  # so readers of the snapshot are warned too
         data = data.replace_schema_metadata(meta)
-        snap = _snapshot_path(root, table)
         if isinstance(fs, pafs.LocalFileSystem):  # atomic: temporary file + rename
             tmp = f"{root}/.{table}.snapshot.{os.getpid()}.tmp"
             pq.write_table(data, tmp)

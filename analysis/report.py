@@ -23,10 +23,12 @@ from typing import Callable, Optional
 import pandas as pd
 import yaml
 
-from analysis.aggregate import aggregate_seeds, best_per_group, finished, swept_columns
+from analysis.aggregate import aggregate_seeds, finished, seed_groups, split_metric, swept_columns, welch_p
+from analysis.figures.asha import stopped_by_scheduler
 from analysis.load import StudyNotFound, StudyTables, load
 
 TOP = 10
+ALPHA = 0.05   # Welch's t-test level for "indistinguishable from the first"
 STUDY_FILE, PRETRAINED_FILE = "study.yaml", "pretrained.yaml"
 CSS = """
 body{font:15px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
@@ -39,6 +41,7 @@ th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums;
 pre{background:#f6f8fa;padding:.8em;overflow-x:auto;white-space:pre-wrap}
 figure{margin:1.5em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{color:#555;font-size:.95em;margin-top:.3em}.muted{color:#777}
+tr.tied td{background:#eef7ee}td.test,th.test{background:#f3f0fa}
 """
 # Sets data-images / data-broken-images on <body> once the page has loaded, so a headless browser can tell
 # whether every embedded figure decoded. The report reads the same without it.
@@ -119,7 +122,23 @@ def _swept_values(trials: pd.DataFrame, col: str) -> str:
     return ", ".join(_fmt(v) for v in shown) + note
 
 
-def _summary(name: str, spec: dict, trials: pd.DataFrame, metric: str, mode: str) -> str:
+def _winner_row(board: Optional[pd.DataFrame], metric: str) -> Optional[tuple[str, str]]:
+    if board is None or board.empty:
+        return None
+    row, test = board.iloc[0], board.attrs.get("test")
+    seeds = f"{int(row['n'])} seed{'s' if row['n'] != 1 else ''}" + (
+        f" at {_fmt(row['epochs'], 3)} epochs" if not _empty(row["epochs"]) else "")
+    text = f"{metric} {_mean_ci(row['mean'], row['ci'], row['n'])}"
+    if test:
+        text += f"; {test} {_mean_ci(row['test_mean'], row['test_ci'], row['test_n'])}"
+    text += f" (mean over {seeds}); best trial {row['best_trial']}: {metric} {_fmt(row['best_value'])}"
+    if test:
+        text += f", {test} {_fmt(row['best_test'])}"
+    return "Best configuration", f'<span id="summary-winner">{esc(text)}</span>'
+
+
+def _summary(name: str, spec: dict, trials: pd.DataFrame, metric: str, mode: str,
+             board: Optional[pd.DataFrame] = None) -> str:
     data = spec.get("data", {}) if isinstance(spec.get("data"), dict) else {}
     dataset = data.get("name")
     if dataset is None and "config.data.name" in trials.columns:
@@ -134,9 +153,14 @@ def _summary(name: str, spec: dict, trials: pd.DataFrame, metric: str, mode: str
     rows.append(("Swept", "<br>".join(f"<code>{esc(c.removeprefix('config.'))}</code>: "
                                       f"{esc(_swept_values(trials, c))}" for c in swept) or "nothing (one configuration)"))
     if "seed" in trials.columns and trials["seed"].nunique() > 1:
-        rows.append(("Seeds", esc(f"{trials['seed'].nunique()} per configuration")))
+        groups = seed_groups(trials, metric, swept)
+        lower = int((~groups["_averaged"]).sum())
+        note = (f"; {lower} finished seed{'s' if lower != 1 else ''} stopped at fewer epochs than the longest-"
+                f"running seed of {'their' if lower != 1 else 'its'} configuration, counted but not averaged"
+                if lower else "")
+        rows.append(("Seeds", esc(f"{trials['seed'].nunique()} per configuration{note}")))
     status = trials["status"].astype(str) if "status" in trials.columns else pd.Series(dtype=str)
-    stopped = trials[trials["stopped_early"].fillna(False).astype(bool)] if "stopped_early" in trials else trials[:0]
+    stopped = trials[stopped_by_scheduler(trials)]  # by the scheduler; a time budget's or an interrupt's are not
     running = int((~status.isin(["TERMINATED", "ERROR"])).sum())
     counts = (f"{len(trials)} trials: {int((status == 'TERMINATED').sum())} finished "
               f"({len(stopped)} of them stopped early by ASHA), {int((status == 'ERROR').sum())} errored"
@@ -152,6 +176,9 @@ def _summary(name: str, spec: dict, trials: pd.DataFrame, metric: str, mode: str
         compute.append(f"epochs run {run:,}; saved by early stopping {saved:,} "
                        f"({saved / max(1, saved + run):.0%} of running every trial to the end)")
     rows.append(("Compute", esc("; ".join(compute))))
+    winner = _winner_row(board, metric)
+    if winner:
+        rows.append(winner)
     return _kv_table(rows, "summary")
 
 
@@ -166,38 +193,128 @@ def _keys(frame: pd.DataFrame, by: list[str]) -> pd.Series:
     return frame[by].astype(object).where(frame[by].notna(), "\x00").astype(str).agg("\x1f".join, axis=1)
 
 
-def leaderboard(trials: pd.DataFrame, metric: str = "val_acc", mode: str = "max", top: int = TOP) -> pd.DataFrame:
-    """Best configurations: mean and 95% CI over seeds, with the id of each configuration's best trial."""
+def _test_column(trials: pd.DataFrame, metric: str) -> Optional[str]:
+    """``test_acc`` for ``val_acc`` when the trials table has ``best_test_acc`` values, else None."""
+    test = split_metric(metric)
+    return test if test and f"best_{test}" in trials.columns and trials[f"best_{test}"].notna().any() else None
+
+
+def leaderboard(trials: pd.DataFrame, metric: str = "val_acc", mode: str = "max", top: int = TOP,
+                alpha: float = ALPHA) -> pd.DataFrame:
+    """Best configurations: mean and 95% CI over seeds of the same fidelity, with the id of each configuration's
+    best trial, and how each compares with the first by Welch's t-test.
+
+    A configuration's seeds are averaged like with like (:func:`analysis.aggregate.aggregate_seeds`): ``n``
+    seeds that ran ``epochs`` epochs; ``n_excluded`` seeds stopped earlier are counted, not averaged.
+    ``p_value`` is Welch's two-sided t-test (unequal variances) of the configuration's averaged seeds against
+    the first's; ``tied`` is True when p >= ``alpha`` (statistically indistinguishable from the first), False
+    when p < ``alpha``, None when either side has fewer than 2 seeds (the test cannot be run) and for the first
+    row. With a test split, ``test_mean`` / ``test_ci`` / ``test_n`` average ``best_test_*`` over the same seeds
+    and ``best_test`` is the best trial's.
+    """
     by = swept_columns(trials)
     agg = aggregate_seeds(trials, metric, by)
     if agg.empty:
         return agg
-    best = best_per_group(trials, by, metric, mode)
     col = f"best_{metric}"
-    lookup = dict(zip(_keys(best, by), best[["trial_id", col, "best_epoch"]].itertuples(index=False)))
-    picked = [lookup.get(k) for k in _keys(agg, by)]
-    agg["best_trial"] = [p[0] if p else None for p in picked]
-    agg["best_value"] = [p[1] if p else float("nan") for p in picked]
-    agg["best_epoch"] = [p[2] if p else float("nan") for p in picked]
+    groups = seed_groups(trials, metric, by)
+    used = groups[groups["_averaged"]]
+    # aggregate_seeds and seed_groups number configurations the same way (groupby order)
+    agg["_config"] = sorted(groups["_config"].unique())
+    ordered = used.sort_values([col, "trial_id"], ascending=[mode == "min", True], kind="mergesort")
+    best = ordered.groupby("_config").head(1).set_index("_config")
+    agg["best_trial"] = best["trial_id"].reindex(agg["_config"]).to_numpy()
+    agg["best_value"] = best[col].reindex(agg["_config"]).to_numpy()
+    agg["best_epoch"] = (best["best_epoch"].reindex(agg["_config"]).to_numpy() if "best_epoch" in best.columns
+                         else float("nan"))
+    test = _test_column(trials, metric)
+    if test:
+        tagg = aggregate_seeds(trials, metric, by, value=test)
+        agg["test_mean"], agg["test_ci"], agg["test_n"] = (tagg["mean"].to_numpy(), tagg["ci"].to_numpy(),
+                                                           tagg["n"].to_numpy())
+        agg["best_test"] = best[f"best_{test}"].reindex(agg["_config"]).to_numpy()
     agg = agg.sort_values(["mean", "best_trial"], ascending=[mode == "min", True], kind="mergesort")
-    return agg.head(top).reset_index(drop=True)
+    values = used.groupby("_config")[col].apply(list)
+    first = values[agg["_config"].iloc[0]]
+    p = [welch_p(values[c], first) for c in agg["_config"]]
+    p[0] = float("nan")
+    agg["p_value"] = p
+    agg["tied"] = [None if i == 0 or math.isnan(v) else bool(v >= alpha) for i, v in enumerate(p)]
+    agg.attrs.update(alpha=alpha, test=test, testable=bool(len(first) >= 2 and (agg["n"] >= 2).sum() >= 2))
+    return agg.drop(columns="_config").head(top).reset_index(drop=True)
+
+
+def _mean_ci(mean, ci, n) -> str:
+    if _empty(mean):
+        return "—"
+    return f"{mean:.4f}" + (f" ± {ci:.4f}" if n > 1 and not _empty(ci) else "")
+
+
+def _versus_first(row, i: int) -> tuple[str, str]:
+    if i == 0:
+        return "best", "#1"
+    if row["tied"] is None or _empty(row["tied"]):
+        return "untestable", "—"
+    if row["tied"]:
+        return "tied", f"≈ (p = {row['p_value']:.2g})"
+    return "worse", f"p = {row['p_value']:.2g}"
 
 
 def _leaderboard_html(board: pd.DataFrame, trials: pd.DataFrame, metric: str) -> str:
     by = [c for c in swept_columns(trials) if c in board.columns]
-    head = (["#"] + [c.removeprefix("config.") for c in by] +
-            [f"{metric}: mean ± 95% CI", "seeds", "best trial", f"best trial's {metric}", "best epoch"])
-    lines = ["<tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>"]
+    test = board.attrs.get("test")
+    head = ([("#", "")] + [(c.removeprefix("config."), "") for c in by] +
+            [(f"{metric}: mean ± 95% CI", "")] + ([(f"{test}: mean ± 95% CI", "test")] if test else []) +
+            [("seeds", ""), ("stopped earlier", ""), ("epochs", ""), ("vs #1 (Welch)", ""), ("best trial", ""),
+             (f"best trial's {metric}", "")] + ([(f"best trial's {test}", "test")] if test else []) +
+            [("best epoch", "")])
+    lines = ["<tr>" + "".join(f'<th{f" class={chr(34)}{k}{chr(34)}" if k else ""}>{esc(h)}</th>'
+                              for h, k in head) + "</tr>"]
     for i, row in board.iterrows():
-        ci = f" ± {row['ci']:.4f}" if row["n"] > 1 and not _empty(row["ci"]) else ""
+        kind, versus = _versus_first(row, i)
         cells = [f'<td class="num">{i + 1}</td>']
         cells += [f"<td>{esc(_fmt(row[c]))}</td>" for c in by]
-        cells += [f'<td class="num">{row["mean"]:.4f}{esc(ci)}</td>', f'<td class="num">{int(row["n"])}</td>',
+        cells.append(f'<td class="num">{esc(_mean_ci(row["mean"], row["ci"], row["n"]))}</td>')
+        if test:
+            cells.append(f'<td class="num test">{esc(_mean_ci(row["test_mean"], row["test_ci"], row["test_n"]))}</td>')
+        cells += [f'<td class="num">{int(row["n"])}</td>', f'<td class="num">{int(row["n_excluded"])}</td>',
+                  f'<td class="num">{esc(_fmt(row["epochs"], 3))}</td>',
+                  f'<td class="{kind}">{esc(versus)}</td>',
                   f'<td class="trial-id"><code>{esc(row["best_trial"])}</code></td>',
-                  f'<td class="num">{esc(_fmt(row["best_value"]))}</td>',
-                  f'<td class="num">{esc(_fmt(row["best_epoch"], 3))}</td>']
-        lines.append("<tr>" + "".join(cells) + "</tr>")
-    return f'<div class="wide"><table id="leaderboard">{"".join(lines)}</table></div>'
+                  f'<td class="num">{esc(_fmt(row["best_value"]))}</td>']
+        if test:
+            cells.append(f'<td class="num test">{esc(_fmt(row["best_test"]))}</td>')
+        cells.append(f'<td class="num">{esc(_fmt(row["best_epoch"], 3))}</td>')
+        lines.append(f'<tr class="{kind}">' + "".join(cells) + "</tr>")
+    alpha = board.attrs.get("alpha", ALPHA)
+    if board.attrs.get("testable"):
+        welch = (f"≈: statistically indistinguishable from #1, Welch's t-test (two-sided, unequal variances) of "
+                 f"its averaged seeds against #1's, p ≥ {alpha:g}; each row is compared with #1 alone, without a "
+                 f"correction for multiple comparisons. —: fewer than 2 seeds, the test cannot be run.")
+    else:
+        welch = ("Welch's t-test against #1 needs at least 2 seeds per configuration: it cannot be run here, so no "
+                 "configuration is marked as indistinguishable from #1.")
+    note = ("Seeds are averaged like with like: a configuration's seeds that ran as many epochs as its longest-"
+            "running seed (<i>epochs</i>); seeds an early-stopping scheduler stopped sooner are counted in "
+            "<i>stopped earlier</i> and not averaged. " + esc(welch) +
+            (f" The {esc(test)} columns are the same seeds' test-split results (best epoch's weights); they never "
+             "chose anything." if test else ""))
+    return (f'<div class="wide"><table id="leaderboard">{"".join(lines)}</table></div>'
+            f'<p class="muted" id="leaderboard-note">{note}</p>')
+
+
+def _winner_metrics_html(winner: pd.Series) -> str:
+    """The winner's metrics at its best epoch, validation next to test (and train)."""
+    names = sorted({c.split("_", 2)[2] for c in winner.index
+                    if c.startswith(("best_val_", "best_test_")) and not _empty(winner[c])})
+    splits = [s for s in ("train", "val", "test") if any(f"best_{s}_{n}" in winner.index and
+                                                           not _empty(winner[f"best_{s}_{n}"]) for n in names)]
+    if not names or "val" not in splits:
+        return ""
+    head = "<tr><th>metric</th>" + "".join(f"<th>{s}</th>" for s in splits) + "</tr>"
+    body = "".join("<tr><th>" + esc(n) + "</th>" + "".join(
+        f'<td class="num">{esc(_fmt(winner.get(f"best_{s}_{n}")))}</td>' for s in splits) + "</tr>" for n in names)
+    return f'<table id="winner-metrics">{head}{body}</table>'
 
 
 def _cli_value(value) -> str:
@@ -311,9 +428,9 @@ def render(study_dir, log: Callable[[str], None] = lambda line: None) -> tuple[s
                   f"{int((trials['status'] == 'ERROR').sum())} errored): nothing to rank")
     if notice:
         parts.append(f'<p class="notice" id="notice">{esc(notice[0].upper() + notice[1:])}.</p>')
-    parts += ["<h2>Summary</h2>", _summary(name, spec, trials, metric, mode)]
-    if not ok.empty:
-        board = leaderboard(trials, metric, mode)
+    board = leaderboard(trials, metric, mode) if not ok.empty else None
+    parts += ["<h2>Summary</h2>", _summary(name, spec, trials, metric, mode, board)]
+    if board is not None:
         parts += [f"<h2>Leaderboard</h2><p>The best configurations by mean {esc(metric)} over seeds "
                   f"(top {len(board)}).</p>", _leaderboard_html(board, trials, metric)]
         winner = trials[trials["trial_id"] == board.loc[0, "best_trial"]].iloc[0]
@@ -321,6 +438,7 @@ def render(study_dir, log: Callable[[str], None] = lambda line: None) -> tuple[s
         parts += ["<h2>Re-run the winner</h2>",
                   f"<p>Trial <code>{esc(winner['trial_id'])}</code>, standalone, without Ray:</p>",
                   f'<pre><code id="rerun">{esc(rerun_command(winner, pretrained))}</code></pre>',
+                  _winner_metrics_html(winner),
                   _figures(tables, metric, mode, log)]
     if folder is not None:
         parts.append(_explanations_html(folder))

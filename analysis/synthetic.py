@@ -100,8 +100,12 @@ def _quality(rng, cfg: pd.DataFrame) -> np.ndarray:
 def synthetic_tables(n_trials: int = 20, n_epochs: int = 10, n_classes: int = 5, archs: Sequence[str] = ARCHS,
                      strategies: Sequence[str] = STRATEGIES, seeds: int = 1, seed: int = 0,
                      stopped_fraction: float = 0.5, error_fraction: float = 0.05, study: str = "synthetic",
-                     data_name: str = "synthetic_images", val_per_class: int = 40) -> StudyTables:
+                     data_name: str = "synthetic_images", val_per_class: int = 40,
+                     test_per_class: int = 40) -> StudyTables:
     """Fake results of a finished study with ``n_trials`` trials (``seeds`` seeds per configuration).
+
+    With ``test_per_class`` > 0 the data set has a test split: ``test_*`` metrics on every epoch that is a new
+    best (``best_test_*`` in the trials table) and ``split == "test"`` per-class and confusion rows; 0: none.
 
     ``stopped_fraction`` of the finished trials stop early at ASHA rungs (the weaker ones first);
     ``error_fraction`` of all trials end with ``ERROR`` (at least a couple when there are 10+ trials).
@@ -175,6 +179,12 @@ def synthetic_tables(n_trials: int = 20, n_epochs: int = 10, n_classes: int = 5,
               "val_recall": val_recall}
     if C >= 10:
         curves["val_top5"] = np.clip(val_acc + (1 - val_acc) * 0.8, 0, 1)
+    tests = {}
+    if test_per_class > 0:   # the best weights on the test split: a little below validation, with their own noise
+        test_acc = np.clip(val_acc - 0.015 + rng.normal(0, 0.015, (T, E)), 0, 1)
+        tests = {"test_acc": test_acc, "test_macro_f1": np.clip(test_acc - rng.uniform(0, 0.03, (T, E)), 0, 1),
+                 "test_loss": -np.log(np.clip(test_acc, 1e-3, 1)) * rng.uniform(0.9, 1.3, (T, 1))}
+    new_best = run_mask & (running_best_epoch == ep)
     ti, ei = np.nonzero(run_mask)
     epochs = pd.DataFrame({"study": study, "trial_id": ids[ti], "epoch": ei + 1,
                            **{k: v[ti, ei] for k, v in curves.items()},
@@ -184,6 +194,8 @@ def synthetic_tables(n_trials: int = 20, n_epochs: int = 10, n_classes: int = 5,
                            "timestamp": (started_at[ti] + time_total[ti, ei]).astype(np.int64),
                            "pid": 4000 + ti, "node_ip": NODES[ti % len(NODES)],
                            "node_id": NODE_IDS[ti % len(NODES)], "gpu_ids": (ti % 2).astype(str)})
+    for k, v in tests.items():   # test metrics only on the epochs that are a new best
+        epochs[k] = np.where(new_best[ti, ei], v[ti, ei], np.nan)
 
     # ---- trials --------------------------------------------------------------------------------------------
     rows = np.arange(T)
@@ -211,17 +223,22 @@ def synthetic_tables(n_trials: int = 20, n_epochs: int = 10, n_classes: int = 5,
     b, last = np.maximum(best_epoch, 1) - 1, last_epoch - 1
     for k, v in curves.items():
         trials[f"last_{k}"] = np.where(has_rows, v[rows, last], np.nan)
-    for k, v in curves.items():
+    for k, v in {**curves, **tests}.items():
         trials[f"best_{k}"] = np.where(has_rows, v[rows, b], np.nan)
 
-    # ---- per_class and confusion (val split, at the best epoch) -------------------------------------------
+    # ---- per_class and confusion (val split at the best epoch; test split: the best epoch's weights) ------
     per_class, confusion = _per_class(rng, study, ids[has_rows], best_epoch[has_rows],
                                       trials["best_val_acc"].to_numpy()[has_rows], C, val_per_class)
+    if tests:
+        pc_test, conf_test = _per_class(rng, study, ids[has_rows], best_epoch[has_rows],
+                                        trials["best_test_acc"].to_numpy()[has_rows], C, test_per_class, "test")
+        per_class = pd.concat([per_class, pc_test], ignore_index=True)
+        confusion = pd.concat([confusion, conf_test], ignore_index=True)
     return StudyTables(trials, epochs, per_class, confusion, path=f"synthetic:{study}")
 
 
 def _per_class(rng, study: str, ids: np.ndarray, epoch: np.ndarray, acc: np.ndarray, C: int,
-               per_class: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+               per_class: int, split: str = "val") -> tuple[pd.DataFrame, pd.DataFrame]:
     T = len(ids)
     support = np.full(C, per_class) + rng.integers(-per_class // 10, per_class // 10 + 1, C)
     difficulty = rng.normal(0, 0.8, C)                                  # some classes are harder everywhere
@@ -245,12 +262,12 @@ def _per_class(rng, study: str, ids: np.ndarray, epoch: np.ndarray, acc: np.ndar
     f1 = np.where(precision + rec > 0, 2 * precision * rec / np.maximum(precision + rec, 1e-12), 0.0)
     names = np.array([CLASS_NAMES[i] if C <= len(CLASS_NAMES) else f"class_{i}" for i in range(C)], dtype=object)
     t_idx, c_idx = ti.ravel(), ci.ravel()
-    pc = pd.DataFrame({"study": study, "trial_id": ids[t_idx], "split": "val", "epoch": epoch[t_idx],
+    pc = pd.DataFrame({"study": study, "trial_id": ids[t_idx], "split": split, "epoch": epoch[t_idx],
                        "class_index": c_idx, "class_name": names[c_idx], "precision": precision.ravel(),
                        "recall": rec.ravel(), "f1": f1.ravel(), "accuracy": rec.ravel(),
                        "support": support[c_idx]})
     nt, tr, pr = np.nonzero(cm)
-    conf = pd.DataFrame({"study": study, "trial_id": ids[nt], "split": "val", "epoch": epoch[nt],
+    conf = pd.DataFrame({"study": study, "trial_id": ids[nt], "split": split, "epoch": epoch[nt],
                          "true": tr, "predicted": pr, "count": cm[nt, tr, pr]})
     return pc, conf
 

@@ -24,7 +24,6 @@ from typing import Optional
 
 import pandas as pd
 import torch
-import yaml
 from torch import nn
 
 from trainables.config import TrainingConfig, TrialConfig, trial_config
@@ -69,11 +68,12 @@ class TrialModel:
 
 
 def study_metric(study_dir: Path) -> tuple[str, str]:
-    """The study's ``search.metric`` and ``search.mode`` (``val_acc``/``max`` when unreadable)."""
+    """The study's ``search.metric`` and ``search.mode`` (``val_acc``/``max`` without a study.yaml)."""
+    from analysis.load import StudyUnreadable, read_study_yaml
     try:
-        spec = yaml.safe_load((study_dir / STUDY_FILE).read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        spec = {}
+        spec = read_study_yaml(study_dir)
+    except StudyUnreadable as e:  # not UTF-8 or not YAML: one line naming the file
+        raise DataError(str(e)) from None
     search = spec.get("search") if isinstance(spec, dict) and isinstance(spec.get("search"), dict) else {}
     return str(search.get("metric", "val_acc")), str(search.get("mode", "max"))
 

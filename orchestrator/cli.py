@@ -71,7 +71,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def run_and_summarize(args: argparse.Namespace) -> Path | str:
     """Run the study of ``tlsweep run``, print its summary and return its folder."""
-    from orchestrator.summary import summary
     from orchestrator.tuner import run_study
     from search_spaces import find_study, load_study
     from trainables.config import trial_config
@@ -79,8 +78,18 @@ def run_and_summarize(args: argparse.Namespace) -> Path | str:
     check_names(study, task_class(study.task).preflight, trial_config)
     start_ray(args.address, getattr(args, "dashboard", False), getattr(args, "dashboard_host", "127.0.0.1"))
     folder, _ = run_study(study, storage=args.storage, overwrite=args.overwrite, strict_resources=not args.address)
-    print(summary(folder, study.search.metric, study.search.mode))
+    print(end_of_run(folder, study))
     return folder
+
+
+def end_of_run(folder, study) -> str:
+    """The summary of a study that ran; StudyFailed (exit 1, one line per distinct error) when no trial
+    reported its metric: every trial errored, or none reported before ``search.time_budget_s`` ran out."""
+    from orchestrator.summary import StudyFailed, failure, summary
+    why = failure(folder, study.search.metric, study.search.time_budget_s)
+    if why is not None:
+        raise StudyFailed(why)
+    return summary(folder, study.search.metric, study.search.mode)
 
 
 CHECKED = ("model.arch", "data.name", "model.strategy", "data.augment", "model.decoder", "training.loss")
@@ -105,12 +114,11 @@ def check_names(study, preflight, trial_config) -> None:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from orchestrator.summary import summary
     from orchestrator.tuner import load_study_dir, resume_study
     study, _ = load_study_dir(args.study_dir)
     start_ray(args.address, getattr(args, "dashboard", False), getattr(args, "dashboard_host", "127.0.0.1"))
     folder, _ = resume_study(args.study_dir)
-    print(summary(folder, study.search.metric, study.search.mode))
+    print(end_of_run(folder, study))
     return 0
 
 
@@ -133,9 +141,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write a study's self-contained HTML report and print its path."""
-    from analysis.load import StudyNotFound
+    from analysis.load import StudyNotFound, read_study_yaml
     from analysis.report import write_report
     try:
+        read_study_yaml(args.study_dir)  # not UTF-8 or not YAML: one line naming the file (StudyUnreadable)
         path = write_report(args.study_dir, args.out, log=print)
     except StudyNotFound as e:
         print(f"tlsweep: error: {e}", file=sys.stderr)
@@ -180,6 +189,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
                           "predictions": results}, indent=1))
     else:
         print(format_predictions(results))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """The model of a trial (default: the best) as safetensors, TorchScript or ONNX, with a model card."""
+    from explain.export import export
+    from explain.loading import check_epoch
+    model, card = export(args.source, args.trial, check_epoch(args.epoch), args.format, args.out)
+    print(f"model: {model}\nmodel card: {card}")
     return 0
 
 
@@ -268,6 +286,16 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "the default) or last (the checkpoint's own)")
     pr.set_defaults(func=cmd_predict)
 
+    xp = sub.add_parser("export", help="write a trial's model (default: the best) as safetensors, torchscript "
+                                       "or onnx, with a model card (config, metrics, preprocessing) next to it")
+    xp.add_argument("source", metavar="STUDY_DIR_OR_CHECKPOINT")
+    xp.add_argument("--trial", help="with a study folder: a trial id or best (default best)")
+    xp.add_argument("--epoch", default="best", help="best (the epoch the study's metric chose, the default) or last")
+    xp.add_argument("--format", required=True, help="safetensors, torchscript or onnx (onnx needs the onnx package)")
+    xp.add_argument("--out", help="the model file to write (default: STUDY_DIR/export/<trial>-<epoch>.<ext>); "
+                                  "the model card goes next to it as .json")
+    xp.set_defaults(func=cmd_export)
+
     ls = sub.add_parser("list", help="the names a study can hold: models, datasets, studies, strategies, "
                                      "optimizers, ... (no KIND: every kind)")
     ls.add_argument("what", nargs="?", metavar="KIND", help="models, datasets, studies, tasks, strategies, ... "
@@ -277,8 +305,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def one_line_warnings() -> None:
+    """Warnings meant for the user (a damaged results part left out) print as one line, not with source."""
+    import warnings
+    default = warnings.formatwarning
+    if getattr(default, "tlsweep", False):
+        return
+
+    def fmt(message, category, filename, lineno, line=None):
+        from analysis.load import DamagedPart
+        if issubclass(category, DamagedPart):
+            return f"tlsweep: warning: {message}\n"
+        return default(message, category, filename, lineno, line)
+    fmt.tlsweep = True
+    warnings.formatwarning = fmt
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    one_line_warnings()
     try:
         return args.func(args)
     except USER_ERRORS as e:
@@ -287,7 +332,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     except KeyboardInterrupt:
         print("tlsweep: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # noqa: BLE001 - only a results write error is turned into a message
+    except Exception as e:  # noqa: BLE001 - only a failed study and a results write error become messages
+        from orchestrator.summary import StudyFailed
+        if isinstance(e, StudyFailed):
+            print(f"tlsweep: error: {e}", file=sys.stderr)
+            return 1
         cause = results_write_error(e)
         if cause is None:
             raise

@@ -111,9 +111,9 @@ class Asha(Scheduler):
                               f"{study.max_epochs()} (training.epochs)")
 
     def build(self, study):
-        from ray.tune.schedulers import ASHAScheduler
+        from orchestrator.resume import TableAsha  # ASHA whose rungs a resume refills from the tables
         s = study.search.scheduler
-        return ASHAScheduler(time_attr="training_iteration", max_t=s.max_t or study.max_epochs(),
+        return TableAsha(time_attr="training_iteration", max_t=s.max_t or study.max_epochs(),
                              grace_period=s.grace_period, reduction_factor=s.reduction_factor, brackets=s.brackets)
 
 

@@ -53,10 +53,18 @@ def write_part(path: str, rows: list[dict], fs: Optional[pafs.FileSystem] = None
 
 
 def read_part(path: str, fs: Optional[pafs.FileSystem] = None) -> list[dict]:
+    """A part's rows; none when it does not exist, or (one warning naming it) when it cannot be read: the sink
+    then takes a resumed trial's earlier epochs from Tune's result.json (ParquetSink._rederive), and rewrites
+    the part whole."""
     fs = fs or pafs.LocalFileSystem()
     if fs.get_file_info(path).type != pafs.FileType.File:
         return []
-    return pq.read_table(path, filesystem=fs).to_pylist()
+    try:
+        return pq.read_table(path, filesystem=fs).to_pylist()
+    except (OSError, pa.ArrowException) as e:
+        from analysis.load import warn_damaged
+        warn_damaged(path, e)
+        return []
 
 
 def list_parts(folder: str, fs: Optional[pafs.FileSystem] = None) -> list[str]:
@@ -118,6 +126,7 @@ class ParquetSink(Callback):
         self.trial_config = trial_config
         self.max_epochs = max_epochs
         self.metric, self.mode = metric, mode
+        self.time_budget_s = None
         self._reset()
 
     def _reset(self) -> None:
@@ -130,14 +139,47 @@ class ParquetSink(Callback):
     # ---- state: the files are the truth; a restored driver reads a trial's rows back when it reports ------
     def setup(self, **info) -> None:
         self._reset()
+        self.time_budget_s = info.get("time_budget_s")  # Tune passes the experiment's public spec
 
     def path(self, table: str, trial_id: str) -> str:
         return f"{self.root}/{table}/{trial_id}.parquet"
 
-    def _epochs(self, tid: str) -> dict[int, dict]:
+    def _epochs(self, tid: str, trial=None) -> dict[int, dict]:
         if tid not in self.epochs:
-            self.epochs[tid] = {int(r["epoch"]): r for r in read_part(self.path("epochs", tid), self.fs)}
+            path = self.path("epochs", tid)
+            rows = read_part(path, self.fs)
+            if not rows and trial is not None and self.fs.get_file_info(path).type == pafs.FileType.File:
+                rows = self._rederive(tid, trial)  # the part is damaged (a warning named it)
+            self.epochs[tid] = {int(r["epoch"]): r for r in rows}
         return self.epochs[tid]
+
+    def _rederive(self, tid: str, trial) -> list[dict]:
+        """A trial's epoch rows again from Tune's own log of its results (``<trial folder>/result.json``, the
+        JSON logger every study has), when its part cannot be read; none when that log is gone too."""
+        path = f"{str(getattr(trial, 'path', '') or '').rstrip('/')}/result.json"
+        try:
+            with self.fs.open_input_stream(path) as f:
+                lines = f.read().decode("utf-8", "replace").splitlines()
+        except (OSError, TypeError, ValueError):
+            return []
+        rows: dict[int, dict] = {}
+        for line in lines:
+            try:
+                result = json.loads(line)
+            except ValueError:
+                continue  # a line cut short
+            if isinstance(result, dict) and isinstance(result.get("epoch"), int):
+                rows[result["epoch"]] = self._epoch_row(tid, result)  # a re-reported epoch: the later one
+        return [rows[e] for e in sorted(rows)]
+
+    def _epoch_row(self, tid: str, result: dict) -> dict:
+        row = {"study": self.study, "trial_id": tid}
+        for k, v in result.items():
+            if k in RAY_DROP or (k.startswith("test_") and isinstance(v, str)) or k in PAYLOADS:
+                continue
+            if isinstance(v, (int, float, str, bool)) or v is None:
+                row[k] = v
+        return row
 
     def _previous(self, tid: str) -> dict:
         if tid not in self.trials:
@@ -170,16 +212,10 @@ class ParquetSink(Callback):
         if epoch is None:
             return
         tid = trial.trial_id
-        rows = self._epochs(tid)
+        rows = self._epochs(tid, trial)
         for stale in [e for e in rows if e >= epoch]:  # re-reported after a restore from an older checkpoint
             del rows[stale]
-        row = {"study": self.study, "trial_id": tid}
-        for k, v in result.items():
-            if k in RAY_DROP or (k.startswith("test_") and isinstance(v, str)) or k in PAYLOADS:
-                continue
-            if isinstance(v, (int, float, str, bool)) or v is None:
-                row[k] = v
-        rows[int(epoch)] = row
+        rows[int(epoch)] = self._epoch_row(tid, result)
         self._write("epochs", tid, [rows[e] for e in sorted(rows)])
         for split, pc_key, cm_key in (("val", "per_class", "confusion"), ("test", "test_per_class", "test_confusion")):
             if isinstance(result.get(pc_key), str):
@@ -203,11 +239,30 @@ class ParquetSink(Callback):
         self._write_trial(trial, "ERROR", error=error_message(trial), failures=+1)
         self._forget(trial.trial_id)
 
+    def on_step_end(self, iteration: int, trials: list, **info) -> None:
+        """``search.time_budget_s`` ran out: Ray ends the running trials TERMINATED within the step, without
+        ``on_trial_complete``; they end so here, with the epochs they reported (``ended_with_study``)."""
+        if self.time_budget_s and self.trials:
+            self._end_held(trials, "TERMINATED")
+
     def on_experiment_end(self, trials: list, **info) -> None:
-        """One snapshot file per table, so a finished study reads in a second (see analysis.load.compact)."""
+        """Trials still running when the study ends otherwise (an interrupt: Ray stops them after its last
+        snapshot, which ``tlsweep resume`` continues) become INTERRUPTED, so no row stays RUNNING; then one
+        snapshot file per table, so a finished study reads in a second (see analysis.load.compact)."""
         from analysis.load import compact
+        self._end_held(trials, "INTERRUPTED")
         if any(list_parts(f"{self.root}/{t}", self.fs) for t in TABLES):
             compact(self.root, filesystem=self.fs)
+
+    def _end_held(self, trials: list, stopped: str) -> None:
+        """Rows still RUNNING of trials Ray has ended: ``stopped`` for those it stopped, ERROR for errored ones."""
+        for trial in trials:
+            held = self.trials.get(trial.trial_id)
+            if held and held.get("status") in ("RUNNING", "RECOVERING") and trial.status in ("TERMINATED", "ERROR"):
+                error = trial.status == "ERROR"
+                self._write_trial(trial, "ERROR" if error else stopped, ended_with_study=True,
+                                  error=error_message(trial) if error else None)
+                self._forget(trial.trial_id)
 
     # ---- tables ----------------------------------------------------------------------------------------
     def _write_per_class(self, tid: str, split: str, pc: dict, confusion: list, epoch: int) -> None:
@@ -231,21 +286,25 @@ class ParquetSink(Callback):
         scored = [r for r in rows if isinstance(r.get(self.metric), (int, float)) and not math.isnan(r[self.metric])]
         return max(scored, key=lambda r: sign * r[self.metric]) if scored else rows[-1]
 
-    def _write_trial(self, trial, status: str, error: Optional[str] = None, failures: int = 0) -> None:
+    def _write_trial(self, trial, status: str, error: Optional[str] = None, failures: int = 0,
+                     ended_with_study: bool = False) -> None:
         tid = trial.trial_id
         nested, swept = self.trial_config(trial.config)
         prev = self._previous(tid)
-        held = self._epochs(tid)
+        held = self._epochs(tid, trial)
         rows = [held[e] for e in sorted(held)]
         max_epochs = self.max_epochs(nested)
         now = time.time()
         row: dict[str, Any] = {"study": self.study, "trial_id": tid, "status": status,
                                "started_at": prev.get("started_at") or self.started.get(tid, now),
-                               "ended_at": now if status in ("TERMINATED", "ERROR") else None,
-                               "error": error if error is not None else prev.get("error"),
+                               "ended_at": now if status in ("TERMINATED", "ERROR", "INTERRUPTED") else None,
+                               # a trial that finishes (an errored one resumed) keeps no old error text
+                               "error": error if error is not None else (
+                                   None if status == "TERMINATED" else prev.get("error")),
                                "failures": int(prev.get("failures") or 0) + failures,
                                "seed": nested.get("seed", 0), "epochs_run": len(rows), "max_epochs": max_epochs}
         row["stopped_early"] = status == "TERMINATED" and len(rows) < max_epochs
+        row["ended_with_study"] = ended_with_study
         flat = flatten(nested)
         for key, value in swept.items():  # inactive conditional fields are empty, not their default
             if value is None:

@@ -15,6 +15,8 @@ from ray import tune
 
 from orchestrator import schedulers, space
 from orchestrator.data_share import shared_data
+from orchestrator.prune import PruneFinishedCheckpoints
+from orchestrator.resume import forget_lost_trials, seed_scheduler
 from orchestrator.searchers import SEARCHERS
 from orchestrator.sink import ParquetSink
 from orchestrator.storage import StudyStore, as_location, study_location
@@ -128,7 +130,10 @@ def build_sink(study: Study, store: StudyStore) -> ParquetSink:
 def run_config(study: Study, store: StudyStore) -> tune.RunConfig:
     return tune.RunConfig(
         name=study.name, **store.tune_storage(),
-        callbacks=[build_sink(study, store), *logger_callbacks(study)],
+        callbacks=[build_sink(study, store), *logger_callbacks(study),
+                   # resources.keep, without optimizer state, once the trials have ended (orchestrator.prune)
+                   PruneFinishedCheckpoints(study.resources.keep,
+                                            wait_for_all=schedulers.of(study).min_checkpoints > 0)],
         failure_config=tune.FailureConfig(max_failures=study.resources.max_failures),
         # At least 2: with 1, Ray deletes a trial's previous checkpoint before the experiment snapshot that
         # still names it is replaced, and a driver killed in between cannot resume that trial.
@@ -197,7 +202,12 @@ def load_study_dir(folder: str | os.PathLike) -> tuple[Study, Path | str]:
     store = StudyStore(location)
     if not store.is_file(STUDY_FILE):
         raise ConfigError(f"{store}: not a study folder (no {STUDY_FILE}); run a study with 'tlsweep run' first")
-    return study_from_dict(yaml.safe_load(store.read_text(STUDY_FILE)), f"{store}/{STUDY_FILE}"), location
+    from analysis.load import StudyUnreadable, read_study_yaml
+    try:  # not UTF-8 or not YAML: one line naming the file (exit 2), not a traceback
+        spec = read_study_yaml(location)
+    except StudyUnreadable as e:
+        raise ConfigError(str(e)) from None
+    return study_from_dict(spec, f"{store}/{STUDY_FILE}"), location
 
 
 def resume_study(folder: str | os.PathLike):
@@ -208,7 +218,13 @@ def resume_study(folder: str | os.PathLike):
         raise ConfigError(f"{store}: no Ray Tune experiment state to resume (the study stopped before Tune's first "
                           f"snapshot, or never started): start it again with 'tlsweep run STUDY --overwrite'")
     pretrained = yaml.safe_load(store.read_text(PRETRAINED_FILE)) if store.is_file(PRETRAINED_FILE) else {}
+    forget_lost_trials(store)  # the tables are the truth: trials Tune's snapshot lost run again, once
     tuner = tune.Tuner.restore(**store.tune_restore(), trainable=build_trainable(study, pretrained or {}),
                                resume_unfinished=True, resume_errored=True)
+    restored_config = getattr(getattr(tuner, "_local_tuner", None), "_tune_config", None)
+    if restored_config is not None:
+        # Ray restores the scheduler as it was pickled at the start (empty): a fresh one, refilled from the tables
+        restored_config.scheduler = build_scheduler(study)
+        seed_scheduler(restored_config.scheduler, store, study.search.metric, study.search.mode)
     with shared_data(print):
         return location, tuner.fit()

@@ -14,10 +14,15 @@ from analysis.figures import figure
 from analysis.figures._common import ARCH, MAX_CURVES, colors, curves, fmt_value, metric_label, subsample
 
 
-def _stopped(trials: pd.DataFrame) -> pd.Series:
-    if "stopped_early" not in trials.columns:
+def _flag(trials: pd.DataFrame, column: str) -> pd.Series:
+    if column not in trials.columns:
         return pd.Series(False, index=trials.index)
-    return trials["stopped_early"].astype("boolean").fillna(False).astype(bool)
+    return trials[column].astype("boolean").fillna(False).astype(bool)
+
+
+def stopped_by_scheduler(trials: pd.DataFrame) -> pd.Series:
+    """Trials the scheduler stopped early (not those a time budget or an interrupt ended: ``ended_with_study``)."""
+    return _flag(trials, "stopped_early") & ~_flag(trials, "ended_with_study")
 
 
 def asha_data(trials: pd.DataFrame, epochs: pd.DataFrame, metric: str = "val_acc") -> pd.DataFrame:
@@ -31,7 +36,7 @@ def asha_data(trials: pd.DataFrame, epochs: pd.DataFrame, metric: str = "val_acc
         >>> asha_data(t, e)["last_epoch"].tolist()
         [2, 1]
     """
-    out = pd.DataFrame({"trial_id": trials["trial_id"].to_numpy(), "stopped_early": _stopped(trials).to_numpy(),
+    out = pd.DataFrame({"trial_id": trials["trial_id"].to_numpy(), "stopped_early": stopped_by_scheduler(trials).to_numpy(),
                         "status": trials["status"].to_numpy() if "status" in trials.columns else "TERMINATED"})
     have = not epochs.empty and {"trial_id", "epoch"} <= set(epochs.columns)
     if have and metric in epochs.columns:
@@ -50,7 +55,7 @@ def asha_data(trials: pd.DataFrame, epochs: pd.DataFrame, metric: str = "val_acc
 
 def epochs_saved(trials: pd.DataFrame) -> int:
     """Epochs not run thanks to early stopping: the sum of ``max_epochs - epochs_run`` over stopped trials."""
-    stopped = trials[_stopped(trials)]
+    stopped = trials[stopped_by_scheduler(trials)]
     if stopped.empty or not {"max_epochs", "epochs_run"} <= set(trials.columns):
         return 0
     return int((stopped["max_epochs"] - stopped["epochs_run"]).clip(lower=0).sum())

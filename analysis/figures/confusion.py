@@ -47,15 +47,15 @@ def confusion_matrix(tables, trial_id: str, split: str = "val", normalize: bool 
 
 
 @figure("confusion_matrices", "Confusion matrices of the best trial per architecture", section="Per class")
-def confusion_matrices(tables, metric: str = "val_acc", mode: str = "max") -> Optional[Figure]:
-    """One row-normalised validation confusion matrix per architecture (its best trial); cells are annotated
-    when there are at most 15 classes."""
+def confusion_matrices(tables, metric: str = "val_acc", mode: str = "max", split: str = "val") -> Optional[Figure]:
+    """One row-normalised confusion matrix on ``split`` (``val`` or ``test``) per architecture (its best trial,
+    chosen on validation); cells are annotated when there are at most 15 classes. None without rows."""
     if tables.confusion.empty:
         return None
     best = best_per_group(tables.trials, [ARCH], metric, mode)
     panels = []
     for _, row in best.iterrows():   # one per architecture: a handful
-        matrix = confusion_matrix(tables, row["trial_id"])
+        matrix = confusion_matrix(tables, row["trial_id"], split)
         if not matrix.empty:
             title = fmt_value(row[ARCH]) if ARCH in best.columns else str(row["trial_id"])
             panels.append((f"{title} ({metric_label(metric)} {row[f'best_{metric}']:.3f})", matrix))
@@ -86,4 +86,13 @@ def confusion_matrices(tables, metric: str = "val_acc", mode: str = "max") -> Op
     for ax in axes[len(panels):]:
         ax.axis("off")
     fig.colorbar(image, ax=list(axes[:len(panels)]), shrink=0.8, label="share of the true class")
+    if split != "val":
+        fig.suptitle(f"{split} split: the best weights of each architecture's best trial (chosen on validation)")
     return fig
+
+
+@figure("confusion_matrices_test", "Test-split confusion matrices of the best trial per architecture (chosen on "
+        "validation)", section="Per class")
+def confusion_matrices_test(tables, metric: str = "val_acc", mode: str = "max") -> Optional[Figure]:
+    """:func:`confusion_matrices` on the test split; None when the study has none."""
+    return confusion_matrices(tables, metric, mode, split="test")

@@ -90,7 +90,25 @@ def importance_table(trials: pd.DataFrame, metric: str = "val_acc") -> pd.DataFr
              "spearman": float("nan") if p.kind == "categorical" else _spearman(encode(ok, p), score)}
             for p in params]
     table = pd.DataFrame(rows)
-    return table.sort_values("importance", ascending=False, kind="mergesort").reset_index(drop=True)
+    table = table.sort_values("importance", ascending=False, kind="mergesort").reset_index(drop=True)
+    stopped = int(ok["stopped_early"].fillna(False).astype(bool).sum()) if "stopped_early" in ok.columns else 0
+    table.attrs.update(n_trials=len(ok), n_fanova=min(len(ok), MAX_FANOVA_TRIALS), n_left_out=len(trials) - len(ok),
+                       n_stopped=stopped)
+    return table
+
+
+def trials_note(attrs: dict) -> str:
+    """What the importance rests on, e.g. '40 finished trials (12 of them stopped early); 3 errored or
+    unfinished left out'."""
+    n = attrs.get("n_trials", 0)
+    text = f"{n} finished trial{'s' if n != 1 else ''}"
+    if attrs.get("n_stopped"):
+        text += f" ({attrs['n_stopped']} of them stopped early: their best at fewer epochs)"
+    if attrs.get("n_fanova", n) < n:
+        text += f"; fANOVA on a random {attrs['n_fanova']} of them"
+    if attrs.get("n_left_out"):
+        text += f"; {attrs['n_left_out']} errored or unfinished left out"
+    return text
 
 
 @figure("hparam_importance", "Hyperparameter importance (fANOVA)", section="Hyperparameters")
@@ -120,4 +138,5 @@ def hparam_importance(tables, metric: str = "val_acc", mode: str = "max") -> Opt
     drawn.set_fontsize(9)
     drawn.scale(1, 1.4)
     cells.set_title(f"Spearman ρ with {metric_label(metric)} (numeric parameters)", fontsize=10)
+    fig.suptitle(f"Hyperparameter importance over {trials_note(table.attrs)}", fontsize=10)
     return fig

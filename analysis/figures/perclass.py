@@ -8,9 +8,9 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from analysis.aggregate import baseline, best_per_group, transferred
+from analysis.aggregate import (FROM_SCRATCH, best_configuration, best_per_group, difference_interval,
+                                swept_columns, transferred)
 from analysis.figures import figure
-from analysis.aggregate import swept_columns
 from analysis.figures._common import (ARCH, STRATEGY, STRATEGY_ORDER, config_label, fmt_value, group_column,
                                       metric_label, text_color)
 
@@ -56,8 +56,10 @@ def _configurations(trials: pd.DataFrame, metric: str, mode: str) -> pd.DataFram
     return best.drop(columns="_key")
 
 
-def per_class_matrix(tables, value: str = "accuracy", metric: str = "val_acc", mode: str = "max") -> pd.DataFrame:
-    """Per-class ``value`` (validation split) of the best trial of each architecture x strategy group.
+def per_class_matrix(tables, value: str = "accuracy", metric: str = "val_acc", mode: str = "max",
+                     split: str = "val") -> pd.DataFrame:
+    """Per-class ``value`` on ``split`` (``val`` or ``test``) of the best trial of each architecture x strategy
+    group (chosen by the validation ``metric`` whatever the split).
 
     Rows are class names sorted by difficulty, hardest first (lowest mean over the columns; ties in class
     order); columns are ``"arch / strategy"`` labels. Empty when the study has no per-class rows for ``value``.
@@ -69,7 +71,7 @@ def per_class_matrix(tables, value: str = "accuracy", metric: str = "val_acc", m
     if pc.empty or value not in pc.columns:
         return pd.DataFrame()
     configs = _configurations(tables.trials, metric, mode)
-    rows = class_rows(pc, configs["trial_id"])
+    rows = class_rows(pc, configs["trial_id"], split)
     rows = rows[rows[value].notna()]
     if rows.empty:
         return pd.DataFrame()
@@ -86,13 +88,14 @@ def per_class_matrix(tables, value: str = "accuracy", metric: str = "val_acc", m
 
 
 @figure("per_class_heatmaps", "Per-class results of the best configurations", section="Per class")
-def per_class_heatmaps(tables, metric: str = "val_acc", mode: str = "max") -> Optional[Figure]:
-    """Class x configuration heatmaps of per-class accuracy, F1 and (segmentation) IoU, one subplot each.
+def per_class_heatmaps(tables, metric: str = "val_acc", mode: str = "max", split: str = "val") -> Optional[Figure]:
+    """Class x configuration heatmaps of per-class accuracy, F1 and (segmentation) IoU, one subplot each, on
+    ``split`` (``val`` or ``test``; None when the study has no per-class rows of that split).
 
     Rows follow the accuracy matrix's order (hardest first) in every subplot; with more than 100 classes only
     the 100 hardest are drawn.
     """
-    matrices = {v: per_class_matrix(tables, v, metric, mode) for v in PER_CLASS_VALUES}
+    matrices = {v: per_class_matrix(tables, v, metric, mode, split) for v in PER_CLASS_VALUES}
     matrices = {v: m for v, m in matrices.items() if not m.empty}
     if not matrices:
         return None
@@ -130,63 +133,106 @@ def per_class_heatmaps(tables, metric: str = "val_acc", mode: str = "max") -> Op
         ax.set_title(value if value != "iou" else "IoU")
     fig.colorbar(image, ax=list(axes), shrink=0.8)
     note = f" ({rows} hardest of {total} classes)" if total > rows else ""
-    fig.suptitle(f"Per-class validation results of the best trial per configuration{note}")
+    words = {"val": "validation", "test": "test"}.get(split, split)
+    chosen = " (chosen on validation)" if split != "val" else ""
+    fig.suptitle(f"Per-class {words} results of the best trial per configuration{chosen}{note}")
     return fig
 
 
-def per_class_gain_table(tables, metric: str = "val_acc", mode: str = "max") -> pd.DataFrame:
-    """Per-class validation accuracy of the best transferred trial and of the best from-scratch baseline, and
-    ``gain`` = transferred - baseline, largest gain first. Columns ``class_name``, ``transferred``,
-    ``baseline``, ``gain``; the trial ids are in ``.attrs``. Empty without a baseline or per-class rows."""
-    empty = pd.DataFrame(columns=["class_name", "transferred", "baseline", "gain"])
-    trials = tables.trials
-    base = baseline(trials, metric, mode)
-    best = best_per_group(transferred(trials), [], metric, mode)
-    if base is None or best.empty or tables.per_class.empty or "accuracy" not in tables.per_class.columns:
+@figure("per_class_heatmaps_test", "Per-class test results of the best configurations (chosen on validation)",
+        section="Per class")
+def per_class_heatmaps_test(tables, metric: str = "val_acc", mode: str = "max") -> Optional[Figure]:
+    """:func:`per_class_heatmaps` on the test split (the best weights of the same trials); None without one."""
+    return per_class_heatmaps(tables, metric, mode, split="test")
+
+
+GAIN_COLUMNS = ["class_name", "transferred", "baseline", "gain", "ci", "low", "high", "n_transferred",
+                "n_baseline"]
+
+
+def _side(trials: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
+    return best_configuration(trials, metric, mode, by=swept_columns(trials))
+
+
+def per_class_gain_table(tables, metric: str = "val_acc", mode: str = "max", split: str = "val",
+                         level: float = 0.95) -> pd.DataFrame:
+    """Per-class accuracy of transfer against training from scratch, over seeds.
+
+    The best transferred configuration and the best from-scratch configuration (``scratch_cnn`` /
+    ``baseline_cnn``) are those with the best seed mean of ``best_<metric>`` (seeds of the same fidelity,
+    :func:`analysis.aggregate.best_configuration`). Per class on ``split``: ``transferred`` and ``baseline`` are
+    the means over each configuration's seeds, ``gain`` their difference, ``ci`` the half-width of its ``level``
+    interval (Welch-Satterthwaite; NaN when either side has one seed), ``low`` / ``high`` its ends, and
+    ``n_transferred`` / ``n_baseline`` the seeds with per-class rows. Largest gain first; the trial ids of
+    both sides are in ``.attrs`` (lists). Empty without a baseline or per-class rows.
+    """
+    empty = pd.DataFrame(columns=GAIN_COLUMNS)
+    trials, pc = tables.trials, tables.per_class
+    if (pc.empty or "accuracy" not in pc.columns or "config.model.arch" not in trials.columns or trials.empty):
         return empty
-    best = best.iloc[0]
-    rows = class_rows(tables.per_class, [best["trial_id"], base["trial_id"]])
-    side = {tid: rows[rows["trial_id"] == tid].groupby("class_name")["accuracy"].first()
-            for tid in (best["trial_id"], base["trial_id"])}
-    table = pd.concat({"transferred": side[best["trial_id"]], "baseline": side[base["trial_id"]]}, axis=1,
-                      join="inner").dropna()
-    if table.empty:
+    scratch = trials[trials["config.model.arch"].isin(FROM_SCRATCH)]
+    base, best = _side(scratch, metric, mode), _side(transferred(trials), metric, mode)
+    if base.empty or best.empty:
         return empty
-    table["gain"] = table["transferred"] - table["baseline"]
-    table = table.rename_axis("class_name").reset_index()
+    rows = class_rows(pc, list(best["trial_id"]) + list(base["trial_id"]), split)
+    rows = rows[rows["accuracy"].notna()]
+    values = {name: rows[rows["trial_id"].isin(set(side["trial_id"]))].groupby("class_name")["accuracy"].apply(list)
+              for name, side in (("transferred", best), ("baseline", base))}
+    names = values["transferred"].index.intersection(values["baseline"].index)
+    if not len(names):
+        return empty
+    out = []
+    for name in names:
+        a, b = values["transferred"][name], values["baseline"][name]
+        gain = float(np.mean(a) - np.mean(b))
+        ci = difference_interval(a, b, level)
+        out.append({"class_name": name, "transferred": float(np.mean(a)), "baseline": float(np.mean(b)),
+                    "gain": gain, "ci": ci, "low": gain - ci, "high": gain + ci, "n_transferred": len(a),
+                    "n_baseline": len(b)})
+    table = pd.DataFrame(out, columns=GAIN_COLUMNS)
     table = table.sort_values(["gain", "class_name"], ascending=[False, True], kind="mergesort")
     table = table.reset_index(drop=True)
-    table.attrs.update(transferred=best["trial_id"], baseline=base["trial_id"])
+    table.attrs.update(transferred=sorted(best["trial_id"]), baseline=sorted(base["trial_id"]), split=split,
+                       level=level)
     return table
 
 
-@figure("per_class_gain", "Per-class gain of transfer over training from scratch", section="Per class")
-def per_class_gain(tables, metric: str = "val_acc", mode: str = "max") -> Optional[Figure]:
-    """A bar per class: accuracy of the best transferred trial minus that of the best from-scratch trial."""
-    table = per_class_gain_table(tables, metric, mode)
+def _describe(trials: pd.DataFrame, ids: list, metric: str) -> str:
+    rows = trials[trials["trial_id"].isin(set(ids))]
+    group_col = group_column(trials)
+    row = rows.iloc[0]
+    label = config_label(row.get(ARCH, "?"), row.get(group_col) if group_col else None, group_col)
+    values = rows[f"best_{metric}"]
+    seeds = f"{len(rows)} seed{'s' if len(rows) != 1 else ''}"
+    return f"{label} ({metric_label(metric)} {values.mean():.3f}, mean of {seeds})"
+
+
+@figure("per_class_gain", "Per-class gain of transfer over training from scratch (mean over seeds, 95% CI)",
+        section="Per class")
+def per_class_gain(tables, metric: str = "val_acc", mode: str = "max", split: str = "val") -> Optional[Figure]:
+    """A bar per class: mean accuracy over the seeds of the best transferred configuration minus that of the
+    best from-scratch configuration, with its 95% interval (Welch) when both sides have 2+ seeds."""
+    table = per_class_gain_table(tables, metric, mode, split)
     if table.empty:
         return None
-    trials = tables.trials.set_index("trial_id")
-    group_col = group_column(tables.trials)
-
-    def describe(tid: str) -> str:
-        row = trials.loc[tid]
-        row = row.iloc[0] if isinstance(row, pd.DataFrame) else row
-        label = config_label(row.get(ARCH, "?"), row.get(group_col) if group_col else None, group_col)
-        return f"{label} ({metric_label(metric)} {row[f'best_{metric}']:.3f})"
-
     n = len(table)
     fig = Figure(figsize=(7.5, max(3.0, 0.24 * min(n, 120) + 1.8)), layout="constrained")
     ax = fig.add_subplot()
     y = np.arange(n)[::-1]
-    ax.barh(y, table["gain"], color=np.where(table["gain"] >= 0, "tab:green", "tab:red"))
+    ci = table["ci"].to_numpy(float)
+    has_ci = np.isfinite(ci).any()
+    ax.barh(y, table["gain"], color=np.where(table["gain"] >= 0, "tab:green", "tab:red"),
+            xerr=np.where(np.isfinite(ci), ci, 0.0) if has_ci else None, ecolor="0.25", capsize=2 if n <= 40 else 0)
     ax.axvline(0, color="0.2", lw=0.8)
     if n <= 120:
         ax.set_yticks(y, table["class_name"], fontsize=8 if n <= 40 else 6)
     else:
         ax.set_yticks([])
-    ax.set_xlabel("accuracy gain (transferred - from scratch)")
+    words = {"val": "validation", "test": "test"}.get(split, split)
+    interval = ("bars: mean over seeds, whiskers: 95% CI (Welch)" if has_ci
+                else "one seed on a side: no interval")
+    ax.set_xlabel(f"{words} accuracy gain (transferred - from scratch); {interval}")
     ax.grid(axis="x", alpha=0.3)
-    ax.set_title(f"Best transferred: {describe(table.attrs['transferred'])}\n"
-                 f"vs from scratch: {describe(table.attrs['baseline'])}", fontsize=10)
+    ax.set_title(f"Best transferred: {_describe(tables.trials, table.attrs['transferred'], metric)}\n"
+                 f"vs from scratch: {_describe(tables.trials, table.attrs['baseline'], metric)}", fontsize=10)
     return fig

@@ -1,0 +1,149 @@
+"""``tlsweep resume`` makes the Parquet tables the truth again: Tune's snapshot, the searcher and the scheduler
+are brought in line with them before the study continues.
+
+Tune writes its experiment snapshot (trials, searcher state) every few seconds; the sink writes the tables at
+every event. A driver killed in between leaves the tables ahead of Tune. On resume:
+
+- a trial the tables hold and Tune's snapshot does not (it started after the last snapshot) is *lost*: neither
+  Tune nor the searcher counts it, so its configuration is created again (same id under the random and grid
+  variant generator, which restores its counter; a new id under Optuna). Its rows are removed first
+  (:func:`forget_lost_trials`), so every configuration appears once and no row is left RUNNING;
+- Ray restores no scheduler state, so ASHA's rungs would start empty: :class:`TableAsha` records in them, for
+  every trial Tune gives back, the metric the tables hold at each rung's epoch, and stops again at the same epoch
+  a trial the tables call TERMINATED (Tune's snapshot may still hold it as RUNNING);
+- the searcher's state (Optuna's study) is saved with the same snapshot as the trials, so it agrees with Tune's
+  trials; the lost ones were forgotten by both and are suggested again.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
+
+from orchestrator.sink import TABLES, list_parts, read_part, stem
+from orchestrator.storage import StudyStore
+
+
+@dataclass
+class History:
+    """What the tables hold of one trial: its metric per epoch, and the epoch it ended at if it finished."""
+
+    metrics: dict[int, float] = field(default_factory=dict)
+    ended_at: Optional[int] = None   # last epoch of a TERMINATED trial
+
+
+def tune_trial_ids(store: StudyStore) -> Optional[set[str]]:
+    """Trial ids in Tune's newest experiment snapshot (None: no snapshot)."""
+    from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
+    newest = _find_newest_experiment_checkpoint(store.path, fs=store.fs)
+    if newest is None:
+        return None
+    with store.fs.open_input_stream(newest) as f:
+        state = json.loads(f.read())
+    # each entry: [trial state as a JSON string, run metadata]; plain json leaves pickled fields undecoded
+    return {json.loads(entry[0])["trial_id"] for entry in state["trial_data"]}
+
+
+def table_trial_ids(store: StudyStore) -> set[str]:
+    root = store.join("results")
+    return {stem(p) for t in ("trials", "epochs") for p in list_parts(f"{root}/{t}", store.fs)}
+
+
+def forget_lost_trials(store: StudyStore, log=print) -> list[str]:
+    """Remove the parts of trials the tables hold and Tune's snapshot does not; returns their ids."""
+    known = tune_trial_ids(store)
+    if known is None:
+        return []
+    lost = sorted(table_trial_ids(store) - known)
+    root = store.join("results")
+    for tid in lost:
+        for table in TABLES:
+            path = f"{root}/{table}/{tid}.parquet"
+            if store.fs.get_file_info(path).type.name == "File":
+                store.fs.delete_file(path)
+    if lost:
+        log(f"resume: {len(lost)} trial(s) started after Tune's last snapshot ({', '.join(lost)}); their rows "
+            f"were removed and their configurations run again")
+    return lost
+
+
+def histories(store: StudyStore, metric: str, mode: str) -> dict[str, History]:
+    """Per trial id: the study metric per epoch (signed so that larger is better, as ASHA records it)."""
+    root, sign = store.join("results"), 1.0 if mode == "max" else -1.0
+    out: dict[str, History] = {}
+    for path in list_parts(f"{root}/epochs", store.fs):
+        h = History()
+        for row in read_part(path, store.fs):
+            v = row.get(metric)
+            if isinstance(v, (int, float)) and row.get("epoch") is not None and not math.isnan(v):
+                h.metrics[int(row["epoch"])] = sign * float(v)
+        out[stem(path)] = h
+    for path in list_parts(f"{root}/trials", store.fs):
+        rows = read_part(path, store.fs)
+        tid = stem(path)
+        if rows and rows[0].get("status") == "TERMINATED" and tid in out and out[tid].metrics:
+            out[tid].ended_at = max(out[tid].metrics)
+    return out
+
+
+class TableAsha(AsyncHyperBandScheduler):
+    """Ray's ASHA, counted in epochs (the ``epoch`` the trial reports), whose rungs can be refilled from the tables.
+
+    ``seed(histories)`` before the restored trials are added; each trial added gets its recorded rung entries
+    back: at every rung it passed (an epoch after the rung in the tables: it was kept) and, for a finished
+    trial, at the rung it ended on. A trial whose last recorded epoch is a rung and that had not finished is
+    decided there again, against the other trials' entries.
+
+    Example:
+        >>> s = TableAsha(time_attr="training_iteration", max_t=4, grace_period=1, reduction_factor=2,
+        ...               metric="val_acc", mode="max")
+        >>> s.seed({"a": History({1: 0.9, 2: 0.9}, ended_at=2)})
+        >>> class T: trial_id = "a"
+        >>> s.on_trial_add(None, T())
+        >>> [sorted(r) for _, r in s._brackets[0]._rungs]
+        [[], ['a'], ['a']]
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._history: dict[str, History] = {}
+
+    def seed(self, history: dict[str, History]) -> None:
+        self._history = dict(history)
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        super().on_trial_add(tune_controller, trial)
+        h = self._history.get(trial.trial_id)
+        if h is None or not h.metrics:
+            return
+        last = max(h.metrics)
+        for milestone, recorded in self._trial_info[trial.trial_id]._rungs:
+            at = math.ceil(milestone)  # ASHA records a rung at the first epoch at or after it
+            if at in h.metrics and (at < last or h.ended_at is not None):
+                recorded[trial.trial_id] = h.metrics[at]
+
+    def _in_epochs(self, result: dict) -> dict:
+        if isinstance(result, dict) and result.get("epoch") is not None:
+            return {**result, self._time_attr: result["epoch"]}
+        return result
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        result = self._in_epochs(result)
+        h = self._history.get(trial.trial_id)
+        if h is not None and h.ended_at is not None and result.get(self._time_attr, 0) >= h.ended_at:
+            # the tables say it finished here (Tune's snapshot was older): the same decision again
+            self._num_stopped += 1
+            return TrialScheduler.STOP
+        return super().on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        super().on_trial_complete(tune_controller, trial, self._in_epochs(result))
+
+
+def seed_scheduler(scheduler, store: StudyStore, metric: str, mode: str) -> None:
+    """Give a restored scheduler the state the tables hold (ASHA's rungs); others start as Ray restores them."""
+    if isinstance(scheduler, TableAsha):
+        scheduler.seed(histories(store, metric, mode))

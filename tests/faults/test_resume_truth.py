@@ -1,0 +1,134 @@
+"""On resume the Parquet tables are the truth (orchestrator.resume), without Ray running: ASHA's rungs refilled from
+the epochs table, and trials Tune's snapshot lost removed from the tables before they run again.
+
+The driver-kill runs that prove the whole path are in tests/faults/test_resume_kills.py.
+"""
+import json
+
+from ray.tune.schedulers import TrialScheduler
+
+from orchestrator import schedulers
+from orchestrator.resume import History, forget_lost_trials, histories, seed_scheduler
+from orchestrator.sink import list_parts, read_part, write_part
+from orchestrator.storage import StudyStore
+from search_spaces import study_from_dict
+from tests.conftest import tiny_study
+
+CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
+
+
+class Trial:
+    def __init__(self, trial_id):
+        self.trial_id = trial_id
+
+
+def asha(epochs=8, grace=2, rf=2):
+    study = study_from_dict(tiny_study("rungs", training={"epochs": epochs, "lr": {"choice": [0.001, 0.01]}},
+                                       search={"algorithm": "random", "num_samples": 4,
+                                               "scheduler": {"type": "asha", "grace_period": grace,
+                                                             "reduction_factor": rf}}))
+    s = schedulers.of(study).build(study)
+    s.set_search_properties("val_acc", "max")
+    return s
+
+
+def result(epoch, acc, iteration=None):
+    # ``training_iteration`` may differ from the epoch (a restored function trainable counts on its own)
+    return {"epoch": epoch, "training_iteration": iteration or epoch, "val_acc": acc}
+
+
+def test_a_resumed_trial_below_a_rung_cutoff_set_before_the_kill_is_stopped_there():
+    s = asha()
+    # before the kill: a and b finished (a kept at rung 2, stopped at 4; b ran to the end), c reached epoch 1
+    s.seed({"a": History({1: .5, 2: .8, 3: .8, 4: .8}, ended_at=4),
+            "b": History({e: .9 for e in range(1, 9)}, ended_at=8),
+            "c": History({1: .3})})
+    for tid in "abc":
+        s.on_trial_add(None, Trial(tid))
+    rung2 = dict(s._trial_info["c"]._rungs)[2]
+    assert rung2 == {"a": .8, "b": .9}
+    assert s.on_trial_result(None, Trial("c"), result(2, .6)) == STOP   # cutoff of rung 2: 0.85
+    # without the tables (Ray's restore: empty rungs) the same result would have been kept
+    plain = asha()
+    plain.on_trial_add(None, Trial("c"))
+    assert plain.on_trial_result(None, Trial("c"), result(2, .6)) == CONTINUE
+
+
+def test_a_trial_resumed_mid_way_keeps_its_early_rungs_values():
+    s = asha()
+    s.seed({"a": History({1: .5, 2: .8, 3: .8, 4: .8, 5: .8}), "b": History({1: .1, 2: .2, 3: .3})})
+    for tid in "ab":
+        s.on_trial_add(None, Trial(tid))
+    # b resumes from its epoch-3 checkpoint: epoch 4 is judged at rung 4 only, rung 2 keeps b's epoch-2 value
+    assert s.on_trial_result(None, Trial("b"), result(4, .95, iteration=1)) == CONTINUE
+    rungs = dict(s._trial_info["b"]._rungs)
+    assert rungs[2]["b"] == .2 and rungs[4] == {"a": .8, "b": .95}
+
+
+def test_a_trial_finished_in_the_tables_but_running_in_tunes_snapshot_stops_at_the_same_epoch():
+    s = asha()
+    s.seed({"a": History({1: .9, 2: .9, 3: .9, 4: .1}, ended_at=4)})
+    s.on_trial_add(None, Trial("a"))
+    assert s.on_trial_result(None, Trial("a"), result(3, .9)) == CONTINUE
+    assert s.on_trial_result(None, Trial("a"), result(4, .1)) == STOP
+
+
+def test_a_trial_last_seen_at_a_rung_is_decided_there_again():
+    s = asha()
+    s.seed({"a": History({1: .9, 2: .9}, ended_at=2), "b": History({1: .9, 2: .95}, ended_at=2),
+            "c": History({1: .2, 2: .2})})   # killed right after its epoch-2 row: the decision is unknown
+    for tid in "abc":
+        s.on_trial_add(None, Trial(tid))
+    assert "c" not in dict(s._trial_info["c"]._rungs)[2]
+    assert s.on_trial_result(None, Trial("c"), result(2, .2)) == STOP
+
+
+def write_study_tables(store: StudyStore, trials: dict) -> None:
+    root = store.join("results")
+    for tid, (status, accs) in trials.items():
+        write_part(f"{root}/trials/{tid}.parquet", [{"trial_id": tid, "status": status}])
+        write_part(f"{root}/epochs/{tid}.parquet",
+                   [{"trial_id": tid, "epoch": e, "val_acc": a} for e, a in enumerate(accs, 1)])
+        write_part(f"{root}/per_class/{tid}.parquet", [{"trial_id": tid, "split": "val", "epoch": 1}])
+
+
+def test_trials_tunes_snapshot_lost_leave_the_tables_and_the_rest_seed_the_rungs(tmp_path):
+    store = StudyStore(tmp_path)
+    write_study_tables(store, {"k_00000": ("TERMINATED", [.5, .7]), "k_00001": ("RUNNING", [.4]),
+                               "lost1": ("RUNNING", [.6]), "lost2": ("TERMINATED", [.2, .3])})
+    assert forget_lost_trials(store, log=lambda m: None) == []   # no snapshot yet: nothing is touched
+    state = {"trial_data": [[json.dumps({"trial_id": t, "config": {}}), "{}"] for t in ("k_00000", "k_00001")]}
+    (tmp_path / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps(state))
+    said = []
+    assert forget_lost_trials(store, log=said.append) == ["lost1", "lost2"]
+    for table in ("trials", "epochs", "per_class"):
+        assert [p.rsplit("/", 1)[1] for p in list_parts(store.join("results", table))] == \
+            ["k_00000.parquet", "k_00001.parquet"]
+    assert "lost1, lost2" in said[0]
+    h = histories(store, "val_acc", "max")
+    assert h["k_00000"].metrics == {1: .5, 2: .7} and h["k_00000"].ended_at == 2 and h["k_00001"].ended_at is None
+    assert histories(store, "val_acc", "min")["k_00001"].metrics == {1: -.4}
+    s = asha()
+    seed_scheduler(s, store, "val_acc", "max")
+    s.on_trial_add(None, Trial("k_00000"))
+    assert dict(s._trial_info["k_00000"]._rungs)[2] == {"k_00000": .7}
+
+
+def test_an_errored_trial_resumed_to_its_end_keeps_no_old_error_and_is_not_stopped_early(tmp_path):
+    from tests.orchestrator.test_sink import FakeTrial, make_sink, report
+    sink = make_sink(tmp_path)
+    trial = FakeTrial("a", 0.01)
+    trial.get_error = lambda: RuntimeError("injected failure")
+    sink.on_trial_start(0, [], trial)
+    for epoch in (1, 2):
+        report(sink, trial, epoch, 0.5)
+    sink.on_trial_error(0, [], trial)
+    sink = make_sink(tmp_path)   # tlsweep resume: a new driver; the errored trial continues from its checkpoint
+    sink.on_trial_start(0, [], trial)
+    for epoch in (3, 4):
+        report(sink, trial, epoch, 0.6)
+    sink.on_trial_complete(0, [], trial)
+    row = read_part(str(tmp_path / "results" / "trials" / "a.parquet"))[0]
+    assert row["status"] == "TERMINATED" and row["error"] is None and row["failures"] == 1
+    assert row["epochs_run"] == 4 and row["stopped_early"] is False
+
