@@ -37,8 +37,7 @@ class History:
 
 def tune_trial_ids(store: StudyStore) -> Optional[set[str]]:
     """Trial ids in Tune's newest experiment snapshot (None: no snapshot)."""
-    from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
-    newest = _find_newest_experiment_checkpoint(store.path, fs=store.fs)
+    newest = newest_snapshot(store)
     if newest is None:
         return None
     with store.fs.open_input_stream(newest) as f:
@@ -68,6 +67,70 @@ def forget_lost_trials(store: StudyStore, log=print) -> list[str]:
         log(f"resume: {len(lost)} trial(s) started after Tune's last snapshot ({', '.join(lost)}); their rows "
             f"were removed and their configurations run again")
     return lost
+
+
+def newest_snapshot(store: StudyStore) -> Optional[str]:
+    from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
+    return _find_newest_experiment_checkpoint(store.path, fs=store.fs)
+
+
+def recorded_epochs(store: StudyStore, trial_id: str) -> set[int]:
+    path = f"{store.join('results')}/epochs/{trial_id}.parquet"
+    if store.fs.get_file_info(path).type.name != "File":
+        return set()
+    return {int(r["epoch"]) for r in read_part(path, store.fs) if r.get("epoch") is not None}
+
+
+def repair_checkpoints(store: StudyStore, log=print) -> list[str]:
+    """Point every trial of Tune's snapshot whose latest checkpoint is gone at its newest one on storage.
+
+    Ray keeps ``num_to_keep`` checkpoints per running trial and deletes older ones as new ones arrive; its
+    experiment snapshot is written every few seconds. When a trial wrote two checkpoints or more after the last
+    snapshot (cheap epochs), the snapshot names a checkpoint Ray has deleted, and Ray's restore ends that trial
+    ERROR ("Could not recover from checkpoint as it does not exist on storage anymore"). The trial then resumes
+    from its newest checkpoint instead (its epochs after it run again; the sink keeps each (trial, epoch) once).
+    Returns the ids of the trials repaired."""
+    from ray.train import Checkpoint
+    from ray.train._internal.session import _TrainingResult
+    from ray.tune.experiment.trial import _TrainingRunMetadata
+    from orchestrator.prune import CHECKPOINT, checkpoint_folders
+    path = newest_snapshot(store)
+    if path is None:
+        return []
+    with store.fs.open_input_stream(path) as f:
+        state = json.loads(f.read())
+    repaired = []
+    for entry in state["trial_data"]:
+        meta = _TrainingRunMetadata.from_json_state(entry[1])
+        manager = meta.checkpoint_manager
+        latest = manager.latest_checkpoint_result if manager is not None else None
+        if latest is None or store.fs.get_file_info(latest.checkpoint.path).type.name != "NotFound":
+            continue
+        trial_id = json.loads(entry[0])["trial_id"]
+        trial_dir = latest.checkpoint.path.rstrip("/").rsplit("/", 2)[-2]
+        # a checkpoint is persisted before its epoch is reported: one whose epoch the tables hold is complete
+        reported = recorded_epochs(store, trial_id)
+        folders = [(int(CHECKPOINT.match(p.rsplit("/", 1)[-1]).group(1)) + 1, p)   # checkpoint_<n>: epoch n + 1
+                   for p in checkpoint_folders(store.fs, store.join(trial_dir))]
+        folders = [(e, p) for e, p in folders if e in reported]
+        if not folders:
+            continue
+        epoch, newest = folders[-1]
+        result = _TrainingResult(checkpoint=Checkpoint(newest, filesystem=store.fs),
+                                 metrics={**latest.metrics, "training_iteration": epoch, "epoch": epoch})
+        manager._latest_checkpoint_result = result
+        manager._checkpoint_results = [r for r in manager._checkpoint_results
+                                       if store.fs.get_file_info(r.checkpoint.path).type.name != "NotFound"]
+        if result.checkpoint.path not in {r.checkpoint.path for r in manager._checkpoint_results}:
+            manager._checkpoint_results.append(result)
+        entry[1] = meta.get_json_state()
+        repaired.append(trial_id)
+    if repaired:
+        with store.fs.open_output_stream(path) as f:
+            f.write(json.dumps(state).encode())
+        log(f"resume: {len(repaired)} trial(s) continue from their newest checkpoint on storage "
+            f"({', '.join(repaired)}): the one Tune's last snapshot named had been replaced")
+    return repaired
 
 
 def histories(store: StudyStore, metric: str, mode: str) -> dict[str, History]:

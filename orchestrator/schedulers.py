@@ -150,10 +150,29 @@ class HyperBand(Scheduler):
         self.check_concurrency(study, "its largest bracket")
 
     def build(self, study):
-        from ray.tune.schedulers import HyperBandScheduler
         s = study.search.scheduler
-        return HyperBandScheduler(time_attr="training_iteration", max_t=self.max_t(study),
-                                  reduction_factor=s.reduction_factor)
+        return finishing_hyperband()(time_attr="training_iteration", max_t=self.max_t(study),
+                                     reduction_factor=s.reduction_factor)
+
+
+def finishing_hyperband():
+    """Ray's HyperBandScheduler, except that a trial is never paused at its last epoch.
+
+    A function trainable can report a rung's epoch and go on to its last one before the driver decides; Ray's
+    HyperBand then pauses a trial whose function has already returned, and the study hangs with the trial
+    RUNNING and no process (the "overstepped trial" case of ray-project/ray#39157). A trial at ``max_t`` is let
+    finish instead: Tune then calls ``on_trial_complete``, which takes it out of its bracket and processes it.
+    """
+    from ray.tune.schedulers import HyperBandScheduler, TrialScheduler
+
+    class FinishingHyperBand(HyperBandScheduler):
+        def on_trial_result(self, tune_controller, trial, result):
+            action = super().on_trial_result(tune_controller, trial, result)
+            if action == TrialScheduler.PAUSE and result.get(self._time_attr, 0) >= self._max_t_attr:
+                return TrialScheduler.CONTINUE
+            return action
+
+    return FinishingHyperBand
 
 
 class Median(Scheduler):

@@ -16,10 +16,10 @@ from ray import tune
 from orchestrator import schedulers, space
 from orchestrator.data_share import shared_data
 from orchestrator.prune import PruneFinishedCheckpoints
-from orchestrator.resume import forget_lost_trials, seed_scheduler
+from orchestrator.resume import forget_lost_trials, repair_checkpoints, seed_scheduler
 from orchestrator.searchers import SEARCHERS
 from orchestrator.sink import ParquetSink
-from orchestrator.storage import StudyStore, as_location, study_location
+from orchestrator.storage import StudyStore, load_study_dir, study_location  # load_study_dir: no Ray
 from orchestrator.trainable import run_trial
 from search_spaces import Study, study_from_dict
 from trainables.errors import ConfigError
@@ -189,25 +189,14 @@ def run_study(study: Study, storage: Optional[str] = None, overwrite: bool = Fal
     prepare_folder(study, store, overwrite)
     pretrained = pretrain_all(study, log=log)
     store.write_text(PRETRAINED_FILE, yaml.safe_dump(pretrained))
+    if study.search.preselect is not None:  # rank first, sweep the kept architectures (orchestrator.rank)
+        from orchestrator.rank import preselect
+        study = preselect(study, pretrained, folder, log)
     param_space = SEARCHERS.get(study.search.algorithm).param_space(study)
     tuner = tune.Tuner(build_trainable(study, pretrained), param_space=param_space,
                        tune_config=tune_config(study), run_config=run_config(study, store))
     with shared_data(log):  # data decoded once per node; its object store copies are freed when the study ends
         return folder, tuner.fit()
-
-
-def load_study_dir(folder: str | os.PathLike) -> tuple[Study, Path | str]:
-    """The study saved in a study folder (local path or URI) and that folder's location."""
-    location = as_location(folder)
-    store = StudyStore(location)
-    if not store.is_file(STUDY_FILE):
-        raise ConfigError(f"{store}: not a study folder (no {STUDY_FILE}); run a study with 'tlsweep run' first")
-    from analysis.load import StudyUnreadable, read_study_yaml
-    try:  # not UTF-8 or not YAML: one line naming the file (exit 2), not a traceback
-        spec = read_study_yaml(location)
-    except StudyUnreadable as e:
-        raise ConfigError(str(e)) from None
-    return study_from_dict(spec, f"{store}/{STUDY_FILE}"), location
 
 
 def resume_study(folder: str | os.PathLike):
@@ -219,6 +208,7 @@ def resume_study(folder: str | os.PathLike):
                           f"snapshot, or never started): start it again with 'tlsweep run STUDY --overwrite'")
     pretrained = yaml.safe_load(store.read_text(PRETRAINED_FILE)) if store.is_file(PRETRAINED_FILE) else {}
     forget_lost_trials(store)  # the tables are the truth: trials Tune's snapshot lost run again, once
+    repair_checkpoints(store)   # and trials whose snapshot checkpoint Ray replaced continue from their newest
     tuner = tune.Tuner.restore(**store.tune_restore(), trainable=build_trainable(study, pretrained or {}),
                                resume_unfinished=True, resume_errored=True)
     restored_config = getattr(getattr(tuner, "_local_tuner", None), "_tune_config", None)

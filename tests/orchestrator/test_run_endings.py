@@ -136,11 +136,12 @@ def write_study(tmp_path, study: dict):
 
 
 def test_a_time_budget_shorter_than_the_work_ends_cleanly(ray_session, tmp_path, capsys):
-    # 2 trials of 10,000 epochs each (a fraction of a second per epoch) and a budget of 20 s: the budget ends the
+    # 2 trials of 10,000 epochs each (a fraction of a second per epoch) and a budget of 60 s (trials start 10-40 s
+    # into it, longer on a loaded machine): the budget ends the
     # study, long after the first epochs were reported
     study = tiny_study("budget", data={"test_fraction": 0.2},
                        training={"epochs": 10000, "max_steps_per_epoch": 2, "lr": {"grid": [0.003, 0.01]}},
-                       search={"time_budget_s": 20})
+                       search={"time_budget_s": 60})
     code = main(["run", str(write_study(tmp_path, study)), "--storage", str(tmp_path / "out")])
     out, err = capsys.readouterr()
     assert code == 0, err[-3000:]
