@@ -11,7 +11,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export PYTHONUNBUFFERED := 1
 PIPQ := 2>&1 | { grep -v -e "WARNING: Location" -e "BuildBackendWarning" || true; }
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test test-slow bench clean
 
 setup: $(STAMP)
 
@@ -26,7 +26,11 @@ demo: setup
 	$(VENV)/bin/tlsweep demo
 
 test: setup
-	$(PY) -m pytest -q --durations=20 tests
+	$(PY) -m pytest -q --durations=20 -m "not slow" tests
+
+# the longer end-to-end runs (random driver kills of the grid and random searchers): .ci/run runs them too
+test-slow: setup
+	$(PY) -m pytest -q --durations=10 -m slow tests
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -151,6 +151,13 @@ def test_a_time_budget_shorter_than_the_work_ends_cleanly(ray_session, tmp_path,
     assert len(trials) == 2 and set(trials["status"]) == {"TERMINATED"}, trials[["trial_id", "status"]]
     assert trials["stopped_early"].all() and trials["ended_with_study"].all()
     assert (trials["epochs_run"] < 10000).all() and trials["best_test_acc"].notna().any()
+    # a real trial's epochs table keeps its test_* columns: the test split at every new best epoch
+    epochs = load(folder).epochs
+    tested = epochs[epochs["test_acc"].notna()]
+    assert {"test_acc", "test_loss", "test_macro_f1"} <= set(epochs.columns) and len(tested) >= 2
+    best = trials.set_index("trial_id")
+    for tid, rows in tested.groupby("trial_id"):
+        assert rows["epoch"].max() == best.loc[tid, "best_epoch"]       # the last test row is the best epoch's
     assert "stopped by search.time_budget_s" in out and "test_acc" in out and "study folder " in out
 
     assert main(["status", str(folder)]) == 0

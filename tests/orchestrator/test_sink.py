@@ -49,3 +49,25 @@ def test_a_column_first_reported_in_a_later_row_is_kept(tmp_path):
     write_part(path, [{"epoch": 1, "val_acc": 0.5}, {"epoch": 2, "val_acc": 0.6, "test_acc": 0.55}])
     assert read_part(path) == [{"epoch": 1, "val_acc": 0.5, "test_acc": None},
                                {"epoch": 2, "val_acc": 0.6, "test_acc": 0.55}]
+
+
+def test_heterogeneous_rows_through_the_sink_read_back_with_every_column(tmp_path):
+    # each epoch reports a different set of keys (the test split at best epochs only, a metric of one epoch, a
+    # string column late): every key of every row comes back, missing ones empty, types kept
+    sink = make_sink(tmp_path)
+    t = FakeTrial("a", 0.01)
+    sink.on_trial_start(0, [], t)
+    reported = [{"epoch": 1, "val_acc": 0.5, "time_total_s": 1.0},
+                {"epoch": 2, "val_acc": 0.7, "time_total_s": 2.0, "test_acc": 0.66, "test_macro_f1": 0.6},
+                {"epoch": 3, "val_acc": 0.6, "time_total_s": 3.0, "val_top5": 0.99},
+                {"epoch": 4, "val_acc": 0.8, "time_total_s": 4.0, "test_acc": 0.77, "exploited_from": "b"}]
+    for row in reported:
+        sink.on_trial_result(0, [], t, row)
+    sink.on_trial_complete(0, [], t)
+    epochs = load(tmp_path).epochs.set_index("epoch").sort_index()
+    for row in reported:
+        for key, value in row.items():
+            if key != "epoch":
+                assert epochs.loc[row["epoch"], key] == value, (row["epoch"], key)
+    assert epochs["test_acc"].isna().tolist() == [True, False, True, False]
+    assert epochs.loc[[1, 2, 4], "val_top5"].isna().all() and epochs["test_macro_f1"].notna().sum() == 1
