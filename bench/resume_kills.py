@@ -22,24 +22,12 @@ from pathlib import Path
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from analysis.load import load  # noqa: E402
+from tests.faults.test_random_kills import newest_row, rows  # noqa: E402  (when an epoch row was written; how many)
 
 ROOT = Path(__file__).resolve().parents[1]
 TLSWEEP = [os.path.join(os.path.dirname(sys.executable), "tlsweep")]
 STUDY = ROOT / "search_spaces" / "quickstart.yaml"
 KEYS = ["config.model.arch", "config.model.strategy", "config.training.lr"]
-
-
-def newest_row(folder: Path) -> float:
-    """When an epoch row was last written (the newest epochs part)."""
-    parts = (folder / "results" / "epochs").glob("*.parquet")
-    return max((p.stat().st_mtime for p in parts if p.exists()), default=0.0)
-
-
-def rows(folder: Path) -> int:
-    try:
-        return len(load(folder).epochs)
-    except Exception:  # noqa: BLE001 - nothing written yet
-        return 0
 
 
 def decisions(folder: Path) -> dict:

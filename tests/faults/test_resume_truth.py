@@ -1,7 +1,7 @@
 """On resume the Parquet tables are the truth (orchestrator.resume), without Ray running: ASHA's rungs refilled from
 the epochs table, and trials Tune's snapshot lost removed from the tables before they run again.
 
-The driver-kill runs that prove the whole path are in tests/faults/test_resume_kills.py.
+The driver-kill runs that prove the whole path are in tests/faults/test_random_kills.py.
 """
 import json
 
