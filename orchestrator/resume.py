@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
+from ray.tune.schedulers import AsyncHyperBandScheduler, MedianStoppingRule, TrialScheduler
 
 from orchestrator.sink import TABLES, list_parts, read_part, stem
 from orchestrator.storage import StudyStore
@@ -206,7 +206,58 @@ class TableAsha(AsyncHyperBandScheduler):
         super().on_trial_complete(tune_controller, trial, self._in_epochs(result))
 
 
+class TableMedian(MedianStoppingRule):
+    """Ray's median stopping rule, counted in epochs, whose trials' results can be refilled from the tables.
+
+    Ray restores it empty, so after a resume the median would be taken over the epochs reported since. Each trial
+    added gets the metric the tables hold at each of its epochs back (a finished trial's running mean counts
+    again); a resumed trial's epochs that run again replace their recorded values.
+
+    Example:
+        >>> s = TableMedian(time_attr="training_iteration", grace_period=1, min_samples_required=1,
+        ...                 metric="val_acc", mode="max")
+        >>> s.seed({"a": History({1: 0.9, 2: 0.9}, ended_at=2)})
+        >>> class T: trial_id = "a"
+        >>> s.on_trial_add(None, T())
+        >>> [(r["training_iteration"], r["val_acc"]) for r in s._results[next(iter(s._results))]]
+        [(1, 0.9), (2, 0.9)]
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._history: dict[str, History] = {}
+
+    def seed(self, history: dict[str, History]) -> None:
+        self._history = dict(history)
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        super().on_trial_add(tune_controller, trial)
+        h = self._history.get(trial.trial_id)
+        if h is not None and h.metrics:
+            sign = 1.0 if self._mode == "max" else -1.0   # histories are signed so that larger is better
+            self._results[trial] = [{self._time_attr: e, self._metric: sign * v} for e, v in sorted(h.metrics.items())]
+
+    def _in_epochs(self, trial, result: dict) -> dict:
+        if isinstance(result, dict) and result.get("epoch") is not None:
+            result = {**result, self._time_attr: result["epoch"]}
+            if trial in self._results:   # an epoch reported again replaces the recorded one (and those after it)
+                kept = [r for r in self._results[trial] if r[self._time_attr] < result[self._time_attr]]
+                if kept:
+                    self._results[trial] = kept
+                else:
+                    del self._results[trial]
+        return result
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        return super().on_trial_result(tune_controller, trial, self._in_epochs(trial, result))
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        if result:
+            super().on_trial_complete(tune_controller, trial, self._in_epochs(trial, result))
+
+
 def seed_scheduler(scheduler, store: StudyStore, metric: str, mode: str) -> None:
-    """Give a restored scheduler the state the tables hold (ASHA's rungs); others start as Ray restores them."""
-    if isinstance(scheduler, TableAsha):
+    """Give a restored scheduler the state the tables hold (ASHA's rungs, the median rule's results); HyperBand
+    and PBT start as Ray restores them."""
+    if isinstance(scheduler, (TableAsha, TableMedian)):
         scheduler.seed(histories(store, metric, mode))

@@ -193,10 +193,10 @@ class Median(Scheduler):
                               f"{study.max_epochs()}")
 
     def build(self, study):
-        from ray.tune.schedulers import MedianStoppingRule
+        from orchestrator.resume import TableMedian  # the median rule whose results a resume refills
         s = study.search.scheduler
-        return MedianStoppingRule(time_attr="training_iteration", grace_period=s.grace_period,
-                                  min_samples_required=s.min_samples_required)
+        return TableMedian(time_attr="training_iteration", grace_period=s.grace_period,
+                           min_samples_required=s.min_samples_required)
 
 
 class KeepInDomain:

@@ -132,3 +132,46 @@ def test_an_errored_trial_resumed_to_its_end_keeps_no_old_error_and_is_not_stopp
     assert row["status"] == "TERMINATED" and row["error"] is None and row["failures"] == 1
     assert row["epochs_run"] == 4 and row["stopped_early"] is False
 
+
+
+class NoController:
+    """What the median rule asks of Tune when it lacks samples: no trial waiting."""
+
+    @staticmethod
+    def get_live_trials():
+        return []
+
+
+def median(grace=2):
+    study = study_from_dict(tiny_study("median", training={"epochs": 6, "lr": {"grid": [0.001, 0.01, 0.1]}},
+                                       search={"scheduler": {"type": "median", "grace_period": grace,
+                                                             "min_samples_required": 2}}))
+    s = schedulers.of(study).build(study)
+    s.set_search_properties("val_loss", "min")
+    return s
+
+
+def test_the_median_rule_resumed_takes_the_median_over_the_epochs_recorded_before_the_kill():
+    # before the kill: a and b finished (val_loss 0.2 and 0.3 from epoch 2 on), c reached epoch 2 at 0.9. Signed
+    # histories (larger is better: -loss), as histories() reads them for mode min
+    history = {"a": History({e: -.2 for e in range(1, 7)}, ended_at=6),
+               "b": History({e: -.3 for e in range(1, 7)}, ended_at=6), "c": History({1: -.9, 2: -.9})}
+    s, trials = median(), {tid: Trial(tid) for tid in "abc"}
+    s.seed(history)
+    for t in trials.values():
+        s.on_trial_add(NoController, t)
+    # c resumes from its epoch-2 checkpoint: epoch 3 at 0.8 is above (worse than) the median of a and b, 0.25
+    assert s.on_trial_result(NoController, trials["c"], {"epoch": 3, "training_iteration": 1, "val_loss": .8}) == STOP
+    assert [r["val_loss"] for r in s._results[trials["c"]]] == [.9, .9, .8]
+    # Ray's restore (empty): no completed trial to compare with, so c would go on
+    plain, c = median(), Trial("c")
+    plain.on_trial_add(NoController, c)
+    assert plain.on_trial_result(NoController, c, {"epoch": 3, "training_iteration": 1, "val_loss": .8}) == CONTINUE
+
+
+def test_the_median_rule_replaces_an_epoch_reported_again():
+    s, c = median(), Trial("c")
+    s.seed({"c": History({1: -.9, 2: -.9, 3: -.9})})
+    s.on_trial_add(NoController, c)
+    s.on_trial_result(NoController, c, {"epoch": 3, "val_loss": .5})   # the checkpoint was of epoch 2
+    assert [(r["training_iteration"], r["val_loss"]) for r in s._results[c]] == [(1, .9), (2, .9), (3, .5)]
