@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
+import pyarrow.fs as pafs
 from ray.tune.schedulers import AsyncHyperBandScheduler, MedianStoppingRule, TrialScheduler
 
 from orchestrator.sink import TABLES, list_parts, read_part, stem
@@ -63,9 +64,13 @@ def forget_lost_trials(store: StudyStore, log=print) -> list[str]:
             path = f"{root}/{table}/{tid}.parquet"
             if store.fs.get_file_info(path).type.name == "File":
                 store.fs.delete_file(path)
+        # and their trial folders (checkpoints no snapshot names): the rerun writes a new one
+        for info in store.fs.get_file_info(pafs.FileSelector(store.path)):
+            if info.type == pafs.FileType.Directory and f"_{tid}_" in info.base_name:
+                store.fs.delete_dir(info.path)
     if lost:
         log(f"resume: {len(lost)} trial(s) started after Tune's last snapshot ({', '.join(lost)}); their rows "
-            f"were removed and their configurations run again")
+            f"and folders were removed and their configurations run again")
     return lost
 
 

@@ -99,8 +99,11 @@ def test_trials_tunes_snapshot_lost_leave_the_tables_and_the_rest_seed_the_rungs
     assert forget_lost_trials(store, log=lambda m: None) == []   # no snapshot yet: nothing is touched
     state = {"trial_data": [[json.dumps({"trial_id": t, "config": {}}), "{}"] for t in ("k_00000", "k_00001")]}
     (tmp_path / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps(state))
+    for tid in ("k_00000", "lost1"):   # trial folders: the lost trial's checkpoints are named by no snapshot
+        (tmp_path / f"run_trial_{tid}_0_2026-01-01_00-00-00" / "checkpoint_000000").mkdir(parents=True)
     said = []
     assert forget_lost_trials(store, log=said.append) == ["lost1", "lost2"]
+    assert [p.name for p in tmp_path.glob("run_trial_*")] == ["run_trial_k_00000_0_2026-01-01_00-00-00"]
     for table in ("trials", "epochs", "per_class"):
         assert [p.rsplit("/", 1)[1] for p in list_parts(store.join("results", table))] == \
             ["k_00000.parquet", "k_00001.parquet"]
