@@ -28,7 +28,7 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q --durations=20 -m "not slow" tests
 
-# the longer end-to-end runs (random driver kills of the grid and random searchers): .ci/run runs them too
+# the longer fault tests (driver kills at five points and at random moments, trial faults): .ci/run runs them too
 test-slow: setup
 	$(PY) -m pytest -q --durations=10 -m slow tests
 

@@ -237,3 +237,18 @@ def load(location: PathLike | Sequence[PathLike]) -> StudyTables:
                              for t in TABLES), path=",".join(str(x) for x in location))
     fs, root = results_root(location)
     return StudyTables(*(_frame(_read_parts(fs, root, t)) for t in TABLES), path=str(location))
+
+
+def study_ended(location: PathLike) -> bool:
+    """Whether the study's driver ended it: the sink compacts the tables when a study ends (finished, stopped
+    or interrupted), and a running or resumed study changes its parts, so the trials snapshot no longer matches.
+
+    False when nothing was reported yet, or the driver died without ending the study.
+    """
+    try:
+        fs, root = results_root(location)
+    except StudyNotFound:
+        return False
+    infos = _part_infos(fs, f"{root}/trials")
+    snap = _snapshot_path(root, "trials")
+    return bool(infos) and fs.get_file_info(snap).type == pafs.FileType.File and _snapshot_matches(fs, snap, infos)

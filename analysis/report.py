@@ -15,6 +15,7 @@ import html
 import io
 import json
 import math
+import os
 import shlex
 from datetime import datetime
 from pathlib import Path
@@ -105,6 +106,9 @@ def _load(study_dir) -> StudyTables:
     except StudyNotFound:
         if "://" in text:
             raise
+        if not (path / STUDY_FILE).is_file():  # any folder: nothing is written into it
+            raise StudyNotFound(f"{study_dir}: not a study folder (no {STUDY_FILE}, no results/); run a study "
+                                f"with 'tlsweep run' first") from None
         empty = pd.DataFrame()
         return StudyTables(empty, empty, empty, empty, path=text)  # the folder exists: nothing reported yet
 
@@ -366,6 +370,16 @@ def _figures(tables: StudyTables, metric: str, mode: str, log: Callable[[str], N
     return "".join(f"<h2>{esc(section)}</h2>{''.join(parts)}" for section, parts in sections.items())
 
 
+def _preselect_html(study_dir) -> str:
+    """What ``search.preselect`` swept and left out, and why (analysis.transferability); empty without it."""
+    from analysis.transferability import preselect_lines
+    lines = preselect_lines(study_dir)
+    if not lines:
+        return ""
+    items = "".join(f"<li>{esc(line.strip())}</li>" for line in lines[1:])
+    return f'<h2>Preselection</h2><p id="preselect">{esc(lines[0])}</p>' + (f"<ul>{items}</ul>" if items else "")
+
+
 def _errors_html(trials: pd.DataFrame, limit: int = 20) -> str:
     if "status" not in trials.columns:
         return ""
@@ -430,6 +444,7 @@ def render(study_dir, log: Callable[[str], None] = lambda line: None) -> tuple[s
         parts.append(f'<p class="notice" id="notice">{esc(notice[0].upper() + notice[1:])}.</p>')
     board = leaderboard(trials, metric, mode) if not ok.empty else None
     parts += ["<h2>Summary</h2>", _summary(name, spec, trials, metric, mode, board)]
+    parts.append(_preselect_html(study_dir))
     if board is not None:
         parts += [f"<h2>Leaderboard</h2><p>The best configurations by mean {esc(metric)} over seeds "
                   f"(top {len(board)}).</p>", _leaderboard_html(board, trials, metric)]
@@ -455,7 +470,9 @@ def _read_pretrained(folder: Path) -> dict:
         data = yaml.safe_load(path.read_text()) if path.is_file() else {}
     except yaml.YAMLError:
         return {}
-    return data if isinstance(data, dict) else {}
+    # the study folder's own copies are named relative to it (orchestrator.weights_share); older studies: absolute
+    return {arch: str(folder / p) if isinstance(p, str) and not os.path.isabs(p) else p
+            for arch, p in data.items()} if isinstance(data, dict) else {}
 
 
 def write_report(study_dir, out=None, log: Optional[Callable[[str], None]] = None) -> Path:

@@ -49,7 +49,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def start_ray(address: Optional[str], dashboard: bool = False, dashboard_host: str = "127.0.0.1") -> None:
     """Join the cluster at ``address``, or start a local Ray (with its dashboard only when asked, and then
-    bound to loopback unless ``dashboard_host`` says otherwise)."""
+    bound to loopback unless ``dashboard_host`` says otherwise). Ray's usage stats stay off unless the user set
+    RAY_USAGE_STATS_ENABLED (README: Ray's defaults)."""
+    import os
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # before any Ray process starts: they inherit it
     import ray
     if ray.is_initialized():
         return
@@ -61,7 +64,8 @@ def start_ray(address: Optional[str], dashboard: bool = False, dashboard_host: s
                        log_to_driver=False)
     url = getattr(ctx, "dashboard_url", None)
     if url and (dashboard or address):
-        print(f"Ray dashboard: http://{url} (if it asks for a token: ray get-auth-token)", flush=True)
+        from orchestrator.dashboard import how_to_open
+        print(how_to_open(url), flush=True)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -71,14 +75,22 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def run_and_summarize(args: argparse.Namespace) -> Path | str:
     """Run the study of ``tlsweep run``, print its summary and return its folder."""
-    from orchestrator.tuner import run_study
+    from orchestrator.preflight import check_study
     from search_spaces import find_study, load_study
     from trainables.config import trial_config
     study = load_study(find_study(args.study), args.set or [])
+    # everything that needs no cluster, in a second or two, before torch and Ray are imported
+    overwrite = check_study(study, args.storage, args.overwrite, args.address)
     check_names(study, task_class(study.task).preflight, trial_config)
-    start_ray(args.address, getattr(args, "dashboard", False), getattr(args, "dashboard_host", "127.0.0.1"))
-    folder, _ = run_study(study, storage=args.storage, overwrite=args.overwrite, strict_resources=not args.address)
+    from orchestrator.stopping import Driver, mark_finished
+    from orchestrator.tuner import run_study, study_dir  # imports Ray (and torch)
+    with Driver(study_dir(study, args.storage)) as driver:  # Ctrl-C, SIGTERM, tlsweep stop: Stopped
+        start_ray(args.address, getattr(args, "dashboard", False), getattr(args, "dashboard_host", "127.0.0.1"))
+        driver.ray_started()
+        folder, grid = run_study(study, storage=args.storage, overwrite=overwrite,
+                                 strict_resources=not args.address)
     print(end_of_run(folder, study))
+    mark_finished(folder, grid)  # after the summary: a study that failed is not 'finished'
     return folder
 
 
@@ -88,6 +100,8 @@ def end_of_run(folder, study) -> str:
     from orchestrator.summary import StudyFailed, failure, summary
     why = failure(folder, study.search.metric, study.search.time_budget_s)
     if why is not None:
+        from orchestrator.preflight import mark_failed
+        mark_failed(folder, why)  # nothing to keep: the corrected run replaces this folder without --overwrite
         raise StudyFailed(why)
     return summary(folder, study.search.metric, study.search.mode)
 
@@ -114,20 +128,55 @@ def check_names(study, preflight, trial_config) -> None:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from orchestrator.stopping import Driver, mark_finished, nothing_to_resume
+    done = nothing_to_resume(args.study_dir)  # before importing Ray: a finished study starts nothing
+    if done is not None:
+        print(done)
+        return 0
     from orchestrator.tuner import load_study_dir, resume_study
-    study, _ = load_study_dir(args.study_dir)
-    start_ray(args.address, getattr(args, "dashboard", False), getattr(args, "dashboard_host", "127.0.0.1"))
-    folder, _ = resume_study(args.study_dir)
+    study, location = load_study_dir(args.study_dir)
+    with Driver(location) as driver:  # Ctrl-C, SIGTERM, tlsweep stop: a clean stop (Stopped)
+        start_ray(args.address, getattr(args, "dashboard", False), getattr(args, "dashboard_host", "127.0.0.1"))
+        driver.ray_started()
+        folder, grid = resume_study(args.study_dir)
     print(end_of_run(folder, study))
+    mark_finished(folder, grid)  # after the summary: a study that failed is not 'finished'
     return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    """Stop a running study from another terminal, as Ctrl-C would (orchestrator.stopping)."""
+    from orchestrator.stopping import stop
+    from orchestrator.storage import as_location
+    return stop(as_location(args.study_dir))
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """Optuna Dashboard over a study's mirror, on 127.0.0.1 (orchestrator.optuna_dash); no Ray, no torch."""
+    from orchestrator.optuna_dash import serve
+    return serve(args.study_dir, args.port, args.rebuild)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """The trials table of a study, from its Parquet tables only: no Ray, no torch (orchestrator.watch)."""
+    from orchestrator.storage import read_objective
+    folder, metric, mode = read_objective(args.study_dir)
+    if args.watch:
+        from orchestrator.watch import watch
+        return watch(folder, metric, mode, args.interval)
     from orchestrator.summary import status_table
-    from orchestrator.tuner import load_study_dir
-    study, folder = load_study_dir(args.study_dir)
-    print(status_table(folder, study.search.metric))
+    print(status_table(folder, metric))
     return 0
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -201,6 +250,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rank(args: argparse.Namespace) -> int:
+    """Transferability scores of every architecture's frozen features, ranked (orchestrator.rank)."""
+    from orchestrator.rank import cmd_rank as rank
+    return rank(args)
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     """Every kind of name a study can hold (no KIND), or one kind's names matching PATTERN (orchestrator.listing)."""
     from orchestrator.listing import format_rows, kind_rows, overview
@@ -228,7 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a study field")
     r.add_argument("--storage", help="results folder or URI (default: the study's storage, ./results)")
     r.add_argument("--address", help="an existing Ray cluster: auto or ray://host:10001")
-    r.add_argument("--dashboard", action="store_true", help="start the Ray dashboard with a local Ray")
+    r.add_argument("--dashboard", action="store_true",
+                   help="start Ray's dashboard (processes) with a local Ray; metrics: tlsweep dashboard")
     r.add_argument("--dashboard-host", default="127.0.0.1",
                    help="address the dashboard binds to (default 127.0.0.1: this machine only)")
     r.add_argument("--overwrite", action="store_true", help="replace earlier results of the same study")
@@ -237,13 +293,32 @@ def build_parser() -> argparse.ArgumentParser:
     rs = sub.add_parser("resume", help="continue an interrupted study from its folder")
     rs.add_argument("study_dir")
     rs.add_argument("--address", help="an existing Ray cluster: auto or ray://host:10001")
-    rs.add_argument("--dashboard", action="store_true", help="start the Ray dashboard with a local Ray")
+    rs.add_argument("--dashboard", action="store_true",
+                    help="start Ray's dashboard (processes) with a local Ray; metrics: tlsweep dashboard")
     rs.add_argument("--dashboard-host", default="127.0.0.1", help="address the dashboard binds to")
     rs.set_defaults(func=cmd_resume)
 
     st = sub.add_parser("status", help="a table of a study's trials, while it runs or after")
     st.add_argument("study_dir")
+    st.add_argument("--watch", action="store_true",
+                    help="refresh the table (trials, epoch, metric, best so far, elapsed, ETA) until the study ends")
+    st.add_argument("--interval", type=positive_seconds, default=5.0, metavar="SECONDS",
+                    help="with --watch: seconds between refreshes (default 5)")
     st.set_defaults(func=cmd_status)
+
+    db = sub.add_parser("dashboard", help="Optuna Dashboard of a study on 127.0.0.1 (history, intermediate values, "
+                                          "parallel coordinates, importances), live while it runs or after; "
+                                          "not Ray's dashboard (run --dashboard)")
+    db.add_argument("study_dir")
+    db.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080)")
+    db.add_argument("--rebuild", action="store_true",
+                    help="write the study's Optuna mirror again from its Parquet tables first")
+    db.set_defaults(func=cmd_dashboard)
+
+    sp = sub.add_parser("stop", help="stop a running study (from another terminal) as Ctrl-C would: the trials "
+                                     "stop, the results are written, 'tlsweep resume' continues it")
+    sp.add_argument("study_dir")
+    sp.set_defaults(func=cmd_stop)
 
     d = sub.add_parser("demo", help="the offline quickstart study (digits 0-4 -> 5-9 transfer)")
     d.add_argument("--set", action="append", metavar="KEY=VALUE")
@@ -296,6 +371,15 @@ def build_parser() -> argparse.ArgumentParser:
                                   "the model card goes next to it as .json")
     xp.set_defaults(func=cmd_export)
 
+    rk = sub.add_parser("rank", help="rank a study's architectures by transferability scores of their frozen "
+                                     "features (LogME, H-score, LEEP, k-NN), before or after sweeping them")
+    rk.add_argument("study", help="path to a study YAML, or a shipped study name")
+    rk.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a study field")
+    rk.add_argument("--storage", help="results folder or URI (default: the study's storage)")
+    rk.add_argument("--score", help="the score to rank by (default: search.preselect.score, else logme; "
+                                    "tlsweep list scores)")
+    rk.set_defaults(func=cmd_rank)
+
     ls = sub.add_parser("list", help="the names a study can hold: models, datasets, studies, strategies, "
                                      "optimizers, ... (no KIND: every kind)")
     ls.add_argument("what", nargs="?", metavar="KIND", help="models, datasets, studies, tasks, strategies, ... "
@@ -324,8 +408,12 @@ def one_line_warnings() -> None:
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     one_line_warnings()
+    from orchestrator.stopping import Stopped
     try:
         return args.func(args)
+    except Stopped as e:  # Ctrl-C, SIGTERM or tlsweep stop: one line, no traceback
+        print(e, file=sys.stderr)
+        return e.exit_code
     except USER_ERRORS as e:
         print(f"tlsweep: error: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -109,7 +109,8 @@ def worker_loop(config: dict) -> None:
 
     from orchestrator.trainable import encode
     from trainables.loop import train
-    trial = {**config["trial"], "task": config["task"]}
+    from orchestrator.weights_share import with_weights
+    trial = with_weights({**config["trial"], "task": config["task"]}, config.get("pretrained"))  # this node's copy
     if trial.get("training", {}).get("threads") is None:
         torch.set_num_threads(max(1, int(config["cpu"])))
     where = placement_of_all_ranks()
@@ -188,15 +189,16 @@ def first_worker_error(error: Exception) -> Exception:
 
 
 def run_data_parallel(trial: dict, task: str, *, workers: int, cpu: float, gpu: float, keep: int,
-                      report: Callable[[dict], None]) -> None:
-    """Train ``trial`` on ``workers`` processes, calling ``report`` (``tune.report``) once per epoch."""
+                      report: Callable[[dict], None], pretrained=None) -> None:
+    """Train ``trial`` on ``workers`` processes, calling ``report`` (``tune.report``) once per epoch; each worker
+    starts from its node's copy of the ``pretrained`` checkpoint (orchestrator.weights_share.Shipped)."""
     from ray import tune
     storage = tune.get_context().get_storage()
     env = {} if os.environ.get(V2_FLAG) == "1" else {"runtime_env": {"env_vars": {V2_FLAG: "1"}}}
     runner = FitRunner.options(lifetime="detached", scheduling_strategy="DEFAULT", **env).remote(
         ray.get_runtime_context().current_actor)
-    done = runner.fit.remote({"trial": trial, "task": task, "cpu": cpu}, workers, cpu, gpu, keep,
-                             storage.trial_fs_path, storage.storage_filesystem)
+    loop_config = {"trial": trial, "task": task, "cpu": cpu, "pretrained": pretrained}
+    done = runner.fit.remote(loop_config, workers, cpu, gpu, keep, storage.trial_fs_path, storage.storage_filesystem)
     finished = False
     try:
         while True:

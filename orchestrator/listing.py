@@ -86,6 +86,11 @@ def _schedulers(pattern: str) -> list[Row]:
     return _rows(SCHEDULERS, pattern)
 
 
+def _scores(pattern: str) -> list[Row]:
+    from analysis.transferability import SCORES
+    return _rows(SCORES, pattern)
+
+
 def _loggers(pattern: str) -> list[Row]:
     from orchestrator.loggers import LOGGERS
     return _rows(LOGGERS, pattern)
@@ -107,6 +112,7 @@ KINDS: dict[str, tuple[str, Callable[[str], list[Row]]]] = {
     "searchers": ("search.algorithm", _searchers),
     "schedulers": ("search.scheduler", _schedulers),
     "loggers": ("logging", _loggers),
+    "scores": ("search.preselect.score", _scores),
 }
 
 

@@ -14,14 +14,28 @@ from trainables.errors import ConfigError
 from trainables.registry import Registry
 
 LOGGERS: Registry = Registry("logging")
+PACKAGES = {"tensorboard": "tensorboardX", "mlflow": "mlflow", "wandb": "wandb"}  # the package a logger needs
+
+
+def _missing(name: str) -> ConfigError:
+    package = PACKAGES[name]
+    return ConfigError(f"logging: {name} needs the {package} package (pip install {package}), "
+                       f"or remove it from logging")
 
 
 def _needs(package: str, name: str) -> None:
     try:
         __import__(package)
     except ImportError:
-        raise ConfigError(f"logging: {name} needs the {package} package (pip install {package}), "
-                          f"or remove it from logging") from None
+        raise _missing(name) from None
+
+
+def check_packages(names) -> None:
+    """Each logger's package is installed (found, not imported: this runs before Ray starts); else ConfigError."""
+    import importlib.util
+    for name in names:
+        if name in PACKAGES and importlib.util.find_spec(PACKAGES[name]) is None:
+            raise _missing(name)
 
 
 @LOGGERS.register("json", description="Tune's result.json per trial (always written: Tune's result tables need it)")
@@ -31,7 +45,7 @@ def _json(study):
 
 @LOGGERS.register("tensorboard", description="TensorBoard event files per trial (tensorboardX)")
 def _tensorboard(study):
-    _needs("tensorboardX", "tensorboard")
+    _needs(PACKAGES["tensorboard"], "tensorboard")
     from ray.tune.logger import TBXLoggerCallback
     return TBXLoggerCallback()
 
@@ -44,14 +58,14 @@ def _csv(study):
 
 @LOGGERS.register("mlflow", description="an MLflow run per trial, in the experiment named after the study")
 def _mlflow(study):
-    _needs("mlflow", "mlflow")
+    _needs(PACKAGES["mlflow"], "mlflow")
     from ray.air.integrations.mlflow import MLflowLoggerCallback
     return MLflowLoggerCallback(experiment_name=study.name)
 
 
 @LOGGERS.register("wandb", description="a Weights & Biases run per trial, in the project named after the study")
 def _wandb(study):
-    _needs("wandb", "wandb")
+    _needs(PACKAGES["wandb"], "wandb")
     from ray.air.integrations.wandb import WandbLoggerCallback
     return WandbLoggerCallback(project=study.name)
 

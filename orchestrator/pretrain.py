@@ -2,7 +2,8 @@
 
 The cache key is a hash of everything that decides the weights (architecture, its builder options, the source
 data spec, image size, epochs, training options, seed), so every trial and every later study with the same
-spec reuses the file. Trials then start from ``file:<cached checkpoint>``.
+spec reuses the file. The cache is the driver's: trials, which may run on other nodes, get the checkpoints through
+the study folder and Ray's object store (orchestrator.weights_share).
 """
 from __future__ import annotations
 
@@ -64,10 +65,28 @@ def pretrain_all(study: Study, log=print) -> dict[str, str]:
             start = time.time()
             trainer = Trainer(trial_config(cfg))
             epochs = cfg["training"]["epochs"]
-            result = trainer.run(lambda m: log(f"pretrain {arch}: epoch {m['epoch']}/{epochs} "
-                                               f"val_acc {m['val_acc']:.3f}"), NoCheckpoints())
+            result = trainer.run(epoch_line(f"pretrain {arch}", epochs, log), NoCheckpoints())
             write_atomic({"model": trainer.model.state_dict(), "config": cfg,
                           "best_val_acc": result["best_val_acc"]}, path)
             log(f"pretrain {arch}: val_acc {result['best_val_acc']:.3f} in {time.time() - start:.0f}s -> {path}")
         out[arch] = str(path)
     return out
+
+
+def epoch_line(what: str, epochs: int, log=print):
+    """The ``report`` of a pretraining run: one line per epoch with its metric, time and the ETA of the rest.
+
+    Example:
+        >>> report = epoch_line("pretrain resnet18", 4)
+        >>> report({"epoch": 1, "val_acc": 0.5, "epoch_seconds": 12.0})
+        pretrain resnet18: epoch 1/4 val_acc 0.500 (12.0 s/epoch), ETA 0:36
+    """
+    from trainables.progress import duration, eta
+    seconds: list[float] = []
+
+    def report(m: dict) -> None:
+        seconds.append(float(m.get("epoch_seconds") or 0.0))
+        left = eta(len(seconds), epochs, sum(seconds))
+        log(f"{what}: epoch {m['epoch']}/{epochs} val_acc {m['val_acc']:.3f} ({seconds[-1]:.1f} s/epoch), "
+            f"ETA {duration(left)}")
+    return report

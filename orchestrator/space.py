@@ -14,12 +14,21 @@ import copy
 import random
 from typing import Optional
 
-from ray import tune
-
 from orchestrator import grid
 from orchestrator.grid import GRID_KEY, MISSING, condition_holds, lookup  # noqa: F401 - re-exported
 from search_spaces import Domain, Study
 from trainables.config import set_dotted
+
+
+class _Tune:
+    """``ray.tune``, imported on first use: :func:`resolve` serves the checks made before Ray starts."""
+
+    def __getattr__(self, name: str):
+        from ray import tune as module
+        return getattr(module, name)
+
+
+tune = _Tune()
 
 
 def tune_domain(d: Domain):

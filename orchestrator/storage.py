@@ -1,6 +1,7 @@
 """Where a study lives: a local folder, a shared mount, or an object-store URI (``s3://``, ``gs://``).
 
-A study folder ``<storage>/<study name>`` holds ``study.yaml``, ``pretrained.yaml``, the Parquet tables under
+A study folder ``<storage>/<study name>`` holds ``study.yaml``, ``pretrained.yaml`` and ``pretrained/`` (the
+pretraining stage's checkpoints, orchestrator.weights_share), the Parquet tables under
 ``results/`` and Ray Tune's experiment (trial folders, checkpoints). Local folders are used as plain paths; URIs
 go through ``pyarrow.fs`` (the same filesystem layer Ray Tune and :mod:`analysis.load` use), and Ray Tune gets
 the filesystem object itself, so URI options such as ``?endpoint_override=...`` reach every node.
@@ -92,3 +93,48 @@ def study_location(storage: str, name: str) -> str | Path:
 def as_location(folder: Optional[str | os.PathLike]) -> str | Path:
     """A study folder given by a user: a URI stays as it is, a local path is resolved."""
     return str(folder) if is_uri(folder) else Path(folder).expanduser().resolve()
+
+
+STUDY_FILE = "study.yaml"
+
+
+def load_study_dir(folder: str | os.PathLike):
+    """The study saved in a study folder (local path or URI) and that folder's location: ``(Study, location)``.
+
+    Reads ``study.yaml`` only (no Ray, no torch), so reading commands such as ``tlsweep status`` stay fast.
+    """
+    from analysis.load import StudyUnreadable, read_study_yaml
+    from search_spaces import study_from_dict
+    from trainables.errors import ConfigError
+    location = as_location(folder)
+    store = StudyStore(location)
+    if not store.is_file(STUDY_FILE):
+        raise ConfigError(f"{store}: not a study folder (no {STUDY_FILE}); run a study with 'tlsweep run' first")
+    try:  # not UTF-8 or not YAML: one line naming the file (exit 2), not a traceback
+        spec = read_study_yaml(location)
+    except StudyUnreadable as e:
+        raise ConfigError(str(e)) from None
+    return study_from_dict(spec, f"{store}/{STUDY_FILE}"), location
+
+
+def read_objective(folder: str | os.PathLike) -> tuple[str | Path, str, str]:
+    """``(location, metric, mode)`` of the study saved in a folder, from its ``study.yaml`` without validating
+    the rest: a reading command shows a study whose models or data sets this machine does not know.
+
+    Raises ConfigError (one line) when the folder holds no readable study.yaml.
+    """
+    from analysis.load import StudyUnreadable, read_study_yaml
+    from trainables.errors import ConfigError
+    location = as_location(folder)
+    store = StudyStore(location)
+    if not store.is_file(STUDY_FILE):
+        raise ConfigError(f"{store}: not a study folder (no {STUDY_FILE}); run a study with 'tlsweep run' first")
+    try:
+        search = read_study_yaml(location).get("search") or {}
+    except StudyUnreadable as e:
+        raise ConfigError(str(e)) from None
+    metric = search.get("metric", "val_acc") if isinstance(search, dict) else "val_acc"
+    metric = metric if isinstance(metric, str) else "val_acc"
+    natural = "min" if metric.endswith("_loss") else "max"  # as search_spaces decides it
+    mode = search.get("mode", natural) if isinstance(search, dict) else natural
+    return location, metric, mode if mode in ("max", "min") else natural

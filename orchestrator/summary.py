@@ -14,6 +14,7 @@ import pandas as pd
 
 from analysis.aggregate import best_per_group, swept_columns
 from analysis.load import StudyNotFound, load
+from analysis.transferability import preselect_lines
 from orchestrator.storage import is_uri, redact
 
 GROUPS = ["config.model.arch", "config.model.strategy"]
@@ -108,6 +109,7 @@ def summary(folder: str | Path, metric: str = "val_acc", mode: str = "max") -> s
                  f"{len(stopped)} stopped early by ASHA{ended}, {(status == 'ERROR').sum()} errored); "
                  f"epochs run {run}, saved by early stopping {saved} "
                  f"({saved / max(1, saved + run):.0%} of a full run)")
+    lines += preselect_lines(folder)  # search.preselect: what was left out and why (analysis.transferability)
     if (status == "INTERRUPTED").any():
         lines.append(f"{_trials(int((status == 'INTERRUPTED').sum()))} interrupted: continue with 'tlsweep resume "
                      f"{redact(folder)}'")

@@ -19,6 +19,7 @@ from ray import tune
 from orchestrator import data_share
 from orchestrator import faults
 from orchestrator.space import resolve
+from orchestrator.weights_share import Shipped, with_weights
 from search_spaces.sections import ResourceSpec
 from trainables.checkpoint import read, write_atomic
 
@@ -82,7 +83,7 @@ def with_objective(trial: dict, task: str, objective: Optional[tuple[str, str]])
     return trial
 
 
-def run_trial(config: dict, *, base: dict, task: str, pretrained: Optional[dict] = None,
+def run_trial(config: dict, *, base: dict, task: str, pretrained: Optional[Shipped | dict] = None,
               cpus_per_trial: float = 1.0, resources: Optional[ResourceSpec] = None,
               objective: Optional[tuple[str, str]] = None) -> None:
     """Tune entry point (wrapped with ``tune.with_parameters`` and ``tune.with_resources``)."""
@@ -91,14 +92,13 @@ def run_trial(config: dict, *, base: dict, task: str, pretrained: Optional[dict]
     trial = with_objective(resolve(base, config), task, objective)
     faults.trial_started(trial)
     arch = trial.get("model", {}).get("arch")
-    if pretrained and arch in pretrained:
-        trial.setdefault("model", {})["weights"] = f"file:{pretrained[arch]}"
     if resources is not None and resources.workers_per_trial > 1:
         from orchestrator.ddp import run_data_parallel
         per_worker = resources.for_arch(arch if isinstance(arch, str) else None)
         run_data_parallel(trial, task, workers=resources.workers_per_trial, cpu=per_worker["cpu"],
-                          gpu=per_worker["gpu"], keep=resources.keep, report=tune.report)
+                          gpu=per_worker["gpu"], keep=resources.keep, report=tune.report, pretrained=pretrained)
         return
+    with_weights(trial, pretrained)  # this node's copy of the pretrained checkpoint (orchestrator.weights_share)
     if trial.get("training", {}).get("threads") is None:
         torch.set_num_threads(max(1, int(cpus_per_trial)))
     data_share.install()  # data decoded once per node (data.share), read by the other trials there

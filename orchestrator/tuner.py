@@ -15,13 +15,15 @@ from ray import tune
 
 from orchestrator import schedulers, space
 from orchestrator.data_share import shared_data
+from orchestrator.mirror import mirror_callbacks
 from orchestrator.prune import PruneFinishedCheckpoints
 from orchestrator.resume import forget_lost_trials, repair_checkpoints, seed_scheduler
 from orchestrator.searchers import SEARCHERS
 from orchestrator.sink import ParquetSink
 from orchestrator.storage import StudyStore, load_study_dir, study_location  # load_study_dir: no Ray
 from orchestrator.trainable import run_trial
-from search_spaces import Study, study_from_dict
+from orchestrator.weights_share import fetch, publish, ship
+from search_spaces import Study
 from trainables.errors import ConfigError
 
 # Trials checkpoint every epoch by design; Ray's warning about frequent experiment snapshots is noise here.
@@ -130,7 +132,7 @@ def build_sink(study: Study, store: StudyStore) -> ParquetSink:
 def run_config(study: Study, store: StudyStore) -> tune.RunConfig:
     return tune.RunConfig(
         name=study.name, **store.tune_storage(),
-        callbacks=[build_sink(study, store), *logger_callbacks(study),
+        callbacks=[build_sink(study, store), *mirror_callbacks(study, store), *logger_callbacks(study),
                    # resources.keep, without optimizer state, once the trials have ended (orchestrator.prune)
                    PruneFinishedCheckpoints(study.resources.keep,
                                             wait_for_all=schedulers.of(study).min_checkpoints > 0)],
@@ -187,13 +189,13 @@ def run_study(study: Study, storage: Optional[str] = None, overwrite: bool = Fal
     store = StudyStore(folder)
     logger_callbacks(study)  # a missing logger package fails before anything is written
     prepare_folder(study, store, overwrite)
-    pretrained = pretrain_all(study, log=log)
-    store.write_text(PRETRAINED_FILE, yaml.safe_dump(pretrained))
+    pretrained = pretrain_all(study, log=log)  # on the driver; trials get them through orchestrator.weights_share
+    store.write_text(PRETRAINED_FILE, yaml.safe_dump(publish(store, pretrained)))
     if study.search.preselect is not None:  # rank first, sweep the kept architectures (orchestrator.rank)
         from orchestrator.rank import preselect
         study = preselect(study, pretrained, folder, log)
     param_space = SEARCHERS.get(study.search.algorithm).param_space(study)
-    tuner = tune.Tuner(build_trainable(study, pretrained), param_space=param_space,
+    tuner = tune.Tuner(build_trainable(study, ship(pretrained)), param_space=param_space,
                        tune_config=tune_config(study), run_config=run_config(study, store))
     with shared_data(log):  # data decoded once per node; its object store copies are freed when the study ends
         return folder, tuner.fit()
@@ -209,7 +211,8 @@ def resume_study(folder: str | os.PathLike):
     pretrained = yaml.safe_load(store.read_text(PRETRAINED_FILE)) if store.is_file(PRETRAINED_FILE) else {}
     forget_lost_trials(store)  # the tables are the truth: trials Tune's snapshot lost run again, once
     repair_checkpoints(store)   # and trials whose snapshot checkpoint Ray replaced continue from their newest
-    tuner = tune.Tuner.restore(**store.tune_restore(), trainable=build_trainable(study, pretrained or {}),
+    trainable = build_trainable(study, fetch(store, pretrained or {}))  # the study folder's copies, any machine
+    tuner = tune.Tuner.restore(**store.tune_restore(), trainable=trainable,
                                resume_unfinished=True, resume_errored=True)
     restored_config = getattr(getattr(tuner, "_local_tuner", None), "_tune_config", None)
     if restored_config is not None:

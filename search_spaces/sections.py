@@ -40,6 +40,7 @@ class SearchSpec:
     time_budget_s: Optional[float] = None
     scheduler: Optional[Any] = field(default_factory=SchedulerSpec)  # options of a SCHEDULERS entry; None: none
     grid_order: str = "auto"            # auto (shuffled under a scheduler, else listed) | listed | shuffled
+    preselect: Optional[Any] = None     # search_spaces.preselect.PreselectSpec: rank architectures first
 
 
 @dataclass
@@ -161,7 +162,13 @@ def parse_search(raw: Any) -> SearchSpec:
         max_concurrent=as_int("search.max_concurrent", tree.get("max_concurrent"), 1, optional=True),
         time_budget_s=as_number("search.time_budget_s", tree.get("time_budget_s"), 0, strict=True, optional=True),
         scheduler=parse_scheduler(tree["scheduler"]) if "scheduler" in tree else SchedulerSpec(),
-        grid_order=one_of("search.grid_order", tree.get("grid_order", "auto"), GRID_ORDERS))
+        grid_order=one_of("search.grid_order", tree.get("grid_order", "auto"), GRID_ORDERS),
+        preselect=_preselect(tree.get("preselect")))
+
+
+def _preselect(raw: Any):
+    from search_spaces.preselect import parse_preselect
+    return parse_preselect(raw)
 
 
 def _algorithm(name: Any) -> str:

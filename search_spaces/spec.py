@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import fnmatch
+import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -185,6 +186,8 @@ def _check_together(study: Study) -> None:
         raise ConfigError("seeds: cannot repeat over seeds when seed is itself a search domain")
     searchers.SEARCHERS.get(study.search.algorithm).check(study)
     schedulers.of(study).check(study)
+    from search_spaces.preselect import check_preselect
+    check_preselect(study)
 
 
 def study_from_dict(tree: dict, source: str = "<dict>") -> Study:
@@ -198,6 +201,7 @@ def study_from_dict(tree: dict, source: str = "<dict>") -> Study:
     if not isinstance(tree, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(tree).__name__}")
     tree = _exp_floats(copy.deepcopy(tree))
+    _finite(tree, "")
     check_keys("", tree, TOP_KEYS)
     for key in ("name", "task", "description", "storage", "seeds"):
         no_domains(key, tree.get(key), DOMAINS_WHERE)
@@ -229,6 +233,19 @@ def _parse_logging(raw: Any) -> list:
     for item in items:
         LOGGERS.check(item)
     return list(dict.fromkeys(items))
+
+
+def _finite(node: Any, path: str) -> None:
+    """A NaN or infinity anywhere in a study (``.nan``, ``.inf``, ``1e999``) is an error naming its key: no
+    sampler, scheduler or comparison means anything with one."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _finite(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _finite(v, f"{path}[{i}]")
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(f"{path}: expected a finite number, got {node!r}")
 
 
 def _exp_floats(node: Any) -> Any:

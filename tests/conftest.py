@@ -77,7 +77,8 @@ def ray_session(_ray_teardown):
     """
     import ray
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        # address="local": a Ray of its own, even while another `ray start` cluster runs on this machine
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     return ray
 
 

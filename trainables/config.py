@@ -6,6 +6,7 @@ A trial config has four parts: ``data``, ``model``, ``training`` and ``seed``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
@@ -134,6 +135,8 @@ def _check_type(path: str, value: Any, tp: Any) -> Any:
             return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{path}: expected a finite number, got {value!r}")
             return float(value)
     elif tp is str:
         if isinstance(value, str):
@@ -197,6 +200,35 @@ def apply_overrides(tree: dict, overrides: list[str]) -> dict:
     return tree
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last, silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # '<<: *defaults' then overriding a key is how YAML merges are meant to be used
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    if key in seen:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"duplicate key {key!r} (first at line {seen[key]})", key_node.start_mark)
+                    seen[key] = key_node.start_mark.line + 1
+                except TypeError:  # an unhashable key: the constructor below reports it
+                    continue
+        return super().construct_mapping(node, deep=deep)
+
+
+def _safe_load_unique(text: str):
+    """``yaml.safe_load`` (the same SafeLoader, so data only), refusing duplicate keys."""
+    loader = _UniqueKeyLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def read_yaml(path) -> dict:
     """A YAML mapping from a file (``yaml.safe_load`` only); a syntax error names the line."""
     from pathlib import Path
@@ -204,7 +236,7 @@ def read_yaml(path) -> dict:
     if not p.is_file():
         raise ConfigError(f"{p}: no such file")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = _safe_load_unique(p.read_text(encoding="utf-8"))
     except UnicodeDecodeError as e:
         raise ConfigError(f"{p}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
     except yaml.YAMLError as e:

@@ -44,6 +44,7 @@ from trainables.data.base import Split
 from trainables.freezing import Plan, set_train_mode
 from trainables.inputs import CachedInputs, ImageInputs
 from trainables.models import ModelBundle
+from trainables.progress import Progress
 from trainables.transforms import Preprocess
 
 log = logging.getLogger(__name__)
@@ -172,11 +173,13 @@ def batches(split: Split, batch_size: int, num_workers: int = 0) -> Iterator[tor
 
 @torch.no_grad()
 def run_over(fn: Callable[[torch.Tensor], torch.Tensor], split: Split, pre: Preprocess, autocast,
-             num_workers: int) -> torch.Tensor:
+             num_workers: int, what: str = "frozen features") -> torch.Tensor:
     outs = []
-    for x in batches(split, 256, num_workers):
-        with autocast():
-            outs.append(fn(pre(x, train=False)).cpu())
+    with Progress(f"computing {what}", len(split), "images") as progress:
+        for x in batches(split, 256, num_workers):
+            with autocast():
+                outs.append(fn(pre(x, train=False)).cpu())
+            progress.add(len(x))
     return torch.cat(outs)
 
 
@@ -292,7 +295,8 @@ def load_or_compute(kind: str, boundary: str, common: dict, fn: Callable, forwar
         meta = {"kind": kind, "arch": cfg.model.arch, "split": name, "data": dataclasses.asdict(cfg.data),
                 "key": json.dumps(parts, sort_keys=True, default=str)}
         labels = split.labels.cpu()  # the images (and labels) may be held on the GPU (trainables.placement)
-        features, computed = fetch(path, lambda: run_over(fn, split, pre, autocast, cfg.data.num_workers),
+        what = f"{cfg.model.arch} {kind} of the {name} split"
+        features, computed = fetch(path, lambda: run_over(fn, split, pre, autocast, cfg.data.num_workers, what),
                                    labels, meta)
         cached.splits[name] = Split(features, labels)
         (cached.computed if computed else cached.loaded).append(name)

@@ -60,4 +60,4 @@ def save_all(tables, out_dir: str | Path, metric: str = "val_acc", mode: str = "
 
 # the figure modules register themselves on import; this order is the report's order
 from analysis.figures import (curves, comparison, sweep, asha, parallel, importance,  # noqa: E402,F401,I001
-                              perclass, confusion, overlays)
+                              perclass, confusion, overlays, transferability)

@@ -29,7 +29,8 @@ def run_cli(capsys, *args):
 def dump_dom(html_file: Path, profile: Path) -> str:
     """The report's DOM after Chromium loaded it and ran its load handler."""
     if not CHROMIUM.exists():
-        pytest.skip("chromium is not installed (/usr/bin/chromium); CI installs it in .ci/run")
+        pytest.skip("headless check skipped: chromium is not installed (/usr/bin/chromium); install it with "
+                    "'sudo apt-get install -y chromium' (Debian/Ubuntu; .ci/run does this), then run make test again")
     proc = subprocess.run([str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom",
                            html_file.resolve().as_uri()], capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -146,3 +147,19 @@ def test_demo_ends_with_the_report(capsys, monkeypatch, study):
     code, out, err = run_cli(capsys, "demo")
     assert code == 0, err
     assert out.strip().splitlines()[-1] == f"report: {(study / 'report.html').resolve()}"
+
+
+def test_without_chromium_the_skip_says_how_to_install_it(tmp_path, monkeypatch):
+    import sys
+    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", tmp_path / "no-chromium")
+    with pytest.raises(pytest.skip.Exception, match=r"apt-get install -y chromium.*make test"):
+        dump_dom(tmp_path / "report.html", tmp_path / "profile")
+
+
+def test_report_of_a_folder_that_is_not_a_study_writes_nothing(capsys, tmp_path):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "cat.jpg").write_bytes(b"not a study")
+    code, out, err = run_cli(capsys, "report", tmp_path / "photos")
+    lines = err.strip().splitlines()
+    assert code == 2 and out == "" and len(lines) == 1 and "not a study folder" in lines[0]
+    assert [p.name for p in (tmp_path / "photos").iterdir()] == ["cat.jpg"]

@@ -91,3 +91,69 @@ def test_missing_root_empty_class_folder_and_absent_class(tmp_path):
         load_data(cfg(root), 16)
     with pytest.raises(ConfigError, match=r"data.classes: no class 12 in digits"):
         load_data(DataConfig(name="digits", classes=[0, 12]), 16)
+
+
+def test_splits_must_have_the_classes_of_the_training_split(tmp_path):
+    root = tmp_path / "imgs"
+    folder_with(root / "train", {})
+    folder_with(root / "val", {})
+    (root / "val" / "cows").mkdir()
+    Image.new("RGB", (8, 8)).save(root / "val" / "cows" / "0.png")
+    with pytest.raises(DataError, match=r"imgs/val: class folder\(s\) cows are not in the training split"):
+        load_data(cfg(root), 16)
+    (root / "val" / "cows" / "0.png").unlink()
+    (root / "val" / "cows").rmdir()
+    for p in (root / "val" / "dogs").iterdir():
+        p.unlink()
+    with pytest.warns(UserWarning, match=r"imgs/val has no images of class\(es\) dogs"):
+        load_data(cfg(root), 16)
+
+
+def test_classes_too_small_to_split_are_an_error_naming_them(tmp_path):
+    root = folder_with(tmp_path / "imgs", {})
+    for p in sorted((root / "dogs").iterdir())[1:]:
+        p.unlink()
+    with pytest.raises(DataError, match=r"class\(es\) 'dogs' \(1\) have too few images to split off val "
+                                        r"\(each needs at least 2\)"):
+        load_data(cfg(root), 16)
+    with pytest.raises(DataError, match=r"'cats' \(3\)|'dogs' \(1\).*split off val and test \(each needs at least 3\)"):
+        load_data(cfg(root, test_fraction=0.3), 16)
+    assert load_data(cfg(root, classes=["cats"]), 16).num_classes == 1   # left out with data.classes
+
+
+def test_a_class_folder_that_cannot_be_read_is_an_error_naming_it(tmp_path, monkeypatch):
+    import os
+    root = folder_with(tmp_path / "imgs", {})
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **k: False if str(p).endswith("dogs") else real(p, mode, **k))
+    with pytest.raises(DataError, match=r"imgs/dogs: cannot read folder \(permission denied\)"):
+        load_data(cfg(root), 16)
+
+
+@pytest.mark.parametrize("peak", [1000, 65535])
+def test_sixteen_bit_images_are_scaled_by_the_format_range_not_their_own_max(tmp_path, peak):
+    from trainables.image_files import decode_array
+    Image.fromarray(np.full((4, 4), peak, np.uint16)).save(tmp_path / "x.png")
+    assert decode_array(tmp_path / "x.png")[0, 0].tolist() == [round(peak * 255 / 65535)] * 3
+
+
+def test_32_bit_integer_and_float_images(tmp_path):
+    from trainables.image_files import decode_array
+    Image.fromarray(np.full((4, 4), 2 ** 30, np.int32)).save(tmp_path / "i.tif")
+    assert decode_array(tmp_path / "i.tif")[0, 0].tolist() == [round(2 ** 30 * 255 / (2 ** 31 - 1))] * 3
+    Image.fromarray(np.full((4, 4), 0.5, np.float32)).save(tmp_path / "f.tif")
+    with pytest.raises(DataError, match=r"f.tif: 32-bit float pixels have no fixed range"):
+        decode_array(tmp_path / "f.tif")
+
+
+def test_a_decompression_bomb_is_refused_naming_the_file(tmp_path, monkeypatch):
+    root = folder_with(tmp_path / "imgs", {"cats/huge.png": Image.new("L", (64, 64))})
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # the 20x20 images pass, the 64x64 one is "a bomb"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(DataError, match=r"cats/huge.png: image too large to decode safely, a possible "
+                                            r"decompression bomb \("):
+            load_data(cfg(root), 16)
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)  # between 1x and 2x: PIL only warns; refused too
+        with pytest.raises(DataError, match=r"cats/huge.png: .*decompression bomb \(64x64 pixels, more than"):
+            load_data(cfg(root), 16)

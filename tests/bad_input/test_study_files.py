@@ -79,3 +79,30 @@ def test_a_study_file_that_is_not_utf8_is_one_line(tmp_path, capsys):
     assert main(["run", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].endswith("not a UTF-8 text file (invalid start byte at byte 22)")
+
+
+@pytest.mark.parametrize("text, message", [
+    (GOOD_STUDY + "model: {arch: resnet18}\n", r"study.yaml: line 6: invalid YAML \(duplicate key 'model' "
+                                               r"\(first at line 3\)\)$"),
+    (GOOD_STUDY.replace("epochs: 1,", "epochs: 1, epochs: 2,"), r"line 4: invalid YAML \(duplicate key 'epochs'"),
+    (GOOD_STUDY.replace("lr: {grid: [0.001, 0.01]}", "lr: .nan"), r"^training.lr: expected a finite number, got nan$"),
+    (GOOD_STUDY.replace("{grid: [0.001, 0.01]}", "{loguniform: [1.0e-4, .inf]}"),
+     r"^training.lr.loguniform\[1\]: expected a finite number, got inf$"),
+    (GOOD_STUDY + "resources: {cpu: .inf}\n", r"^resources.cpu: expected a finite number, got inf$"),
+])
+def test_duplicate_keys_and_non_finite_numbers_are_one_line(capsys, monkeypatch, tmp_path, text, message):
+    import orchestrator.cli as cli
+    monkeypatch.setattr(cli, "start_ray", lambda *a, **k: pytest.fail("Ray was started"))
+    path = tmp_path / "study.yaml"
+    path.write_text(text)
+    code, _, err = run_cli(capsys, "run", str(path), "--storage", str(tmp_path / "out"))
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert re.search(message, lines[0].removeprefix("tlsweep: error: ")), lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_non_finite_set_values_are_refused(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "run", "quickstart", "--set", "training.lr=.inf", "--storage", str(tmp_path))
+    assert code == 2 and err.strip() == "tlsweep: error: training.lr: expected a finite number, got inf"
+    assert list(tmp_path.iterdir()) == []

@@ -172,7 +172,7 @@ def test_dashboard_stays_on_the_head_loopback(name):
 def test_nodes_get_the_repository_and_install_it(name):
     config = load(name)
     submit = _submit_module()
-    assert config["file_mounts"] == {submit.REPO_ON_NODE: "."}
+    assert config["file_mounts"] == {submit.REPO_ON_NODE: ".", TOKEN_FILE: TOKEN_FILE}
     assert ".gitignore" in config["rsync_filter"], "keep .venv, results and data out of the copy"
     assert any(re.search(r"pip install .*-e ~/tlsweep\b", c) for c in config["setup_commands"])
 
@@ -325,3 +325,63 @@ def test_doc_python_imports_exist():
                 module = importlib.import_module(node.module)
                 for alias in node.names:
                     assert hasattr(module, alias.name), f"{node.module}.{alias.name}"
+
+
+@pytest.mark.parametrize("name", ALL_FILES)
+def test_the_head_does_not_report_usage_stats(name):
+    starts = [c for c in load(name)["head_start_ray_commands"] if "ray start" in c]
+    assert starts and all("--disable-usage-stats" in c for c in starts)  # README: Ray's defaults
+
+
+# ---------------------------------------------------------------- secure defaults
+
+TOKEN_FILE = "~/.ray/auth_token"  # where `ray get-auth-token --generate` writes it, on your machine and each node
+
+
+@pytest.mark.parametrize("name", ALL_FILES)
+def test_token_authentication_is_on_for_every_node_and_driver(name):
+    """Every Ray started on a node asks for the token (RAY_AUTH_MODE=token), which reaches the nodes as a file
+    copied from the machine that runs `ray up`, never as text in the cluster file."""
+    config = ray_check(load(name))
+    starts = [c for key in ("head_start_ray_commands", "worker_start_ray_commands") for c in config[key]
+              if "ray start" in c]
+    assert len(starts) == 2
+    for command in starts:
+        before = command.split("ray start")[0]
+        assert re.search(r"(^|[\s;])RAY_AUTH_MODE=token\s", before), command
+    assert config["file_mounts"][TOKEN_FILE] == TOKEN_FILE
+    assert any("export RAY_AUTH_MODE=token" in c and "~/.bashrc" in c for c in config["setup_commands"])
+    assert "RAY_AUTH_TOKEN" not in (CLUSTER / name).read_text()
+
+
+@pytest.mark.parametrize("name", ALL_FILES)
+def test_ray_stop_is_explained_where_it_runs(name):
+    """`ray stop` is not scoped to one cluster: the file says so next to the commands that run it."""
+    text = (CLUSTER / name).read_text()
+    before = text.split("\nhead_start_ray_commands:")[0].rsplit("\n\n", 1)[-1]
+    assert "`ray stop`" in before and "a user of its own" in before
+    assert "Ray's own ports and ray stop" in DOC.read_text()
+
+
+def test_local_workers_are_the_listed_ones():
+    """On-premise, Ray's node count comes from worker_ips: no max_workers that could disagree with the list."""
+    raw = load("local.yaml")
+    assert "max_workers" not in raw and "min_workers" not in raw
+    config = ray_check(raw)
+    node_type = config["available_node_types"][config["head_node_type"]]
+    assert config["max_workers"] == node_type["max_workers"] == len(raw["provider"]["worker_ips"])
+
+
+@pytest.mark.parametrize("name", CLOUD_FILES)
+def test_cloud_max_workers_is_what_the_worker_types_allow(name):
+    """The cluster-wide cap equals the sum of the worker types' caps: neither one silently lowers the other."""
+    config = ray_check(load(name))
+    types = config["available_node_types"]
+    assert config["max_workers"] == sum(t["max_workers"] for n, t in types.items() if n != config["head_node_type"])
+
+
+def test_doc_explains_the_token_ports_and_storage():
+    text = DOC.read_text()
+    for expected in ["ray get-auth-token --generate", "RAY_AUTH_MODE=token", "52365", "--dashboard-agent-listen-port",
+                     "pretrained", "node-local", "ray disable-usage-stats"]:
+        assert expected in text, expected

@@ -40,7 +40,8 @@ def small_study(tmp_path_factory, _ray_teardown):
     from search_spaces import study_from_dict
     from tests.conftest import tiny_study
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        # address="local": a Ray of its own, even while another `ray start` cluster runs on this machine
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     study = study_from_dict(tiny_study(
         "explain", data={"image_size": 32, "classes": [0, 1, 2, 3, 4], "samples_per_class": 10},
         model={"arch": {"grid": ["scratch_cnn", "resnet18"]}, "strategy": {"grid": ["full", "linear_probe"]},

@@ -78,6 +78,7 @@ def test_explain_errors_exit_2_with_one_line(capsys, small_study, tmp_path):
 
 
 def test_report_embeds_only_listed_pngs_inside_explain(tmp_path):
+    (tmp_path / "results").mkdir()   # a study folder (the report refuses any other folder)
     (tmp_path / "explain").mkdir()
     Image.new("RGB", (4, 4)).save(tmp_path / "explain" / "a.png")
     Image.new("RGB", (4, 4)).save(tmp_path / "outside.png")

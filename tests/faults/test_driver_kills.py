@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+import pytest
 import yaml
 
 from analysis.load import load
@@ -61,6 +62,7 @@ def last_checkpoint_metrics(folder: Path, trial_id: str) -> dict:
     return max(states, key=lambda s: s["epoch"])["metrics"]
 
 
+@pytest.mark.slow  # ~2 min: make test-slow (.ci/run)
 def test_driver_killed_at_five_points_then_resumed(tmp_path):
     rng = random.Random(7)
     study = tiny_study("driver_kills", training={"epochs": EPOCHS, "lr": {"grid": LRS}},

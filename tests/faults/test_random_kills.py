@@ -4,9 +4,8 @@ under ASHA the final tables hold exactly the asked-for configurations, none twic
 (trial, epoch) once; for grid and Optuna (seeded) the winner and ASHA's stop decisions equal an uninterrupted
 run's. One trial at a time, so ASHA's decisions do not depend on which trial reports first.
 
-About 2 minutes per searcher on 2 cores (7 starts of Ray and the uninterrupted twin): Optuna, the case that
-duplicated trials, runs in ``make test``; grid and random are marked ``slow`` and run in ``make test-slow``
-(``.ci/run`` runs both).
+About 2-3 minutes per searcher on 2 cores (7 starts of Ray and the uninterrupted twin): marked ``slow``, they run
+in ``make test-slow``, which ``.ci/run`` runs after ``make test``.
 """
 import os
 import random
@@ -117,8 +116,8 @@ def run_killed(tmp_path: Path, algorithm: str, seed: int) -> tuple[Path, list]:
     return folder, kills
 
 
-@pytest.mark.parametrize("algorithm", ["optuna", pytest.param("grid", marks=pytest.mark.slow),
-                                       pytest.param("random", marks=pytest.mark.slow)])
+@pytest.mark.slow  # make test-slow (.ci/run): ~3 min per searcher
+@pytest.mark.parametrize("algorithm", ["optuna", "grid", "random"])
 def test_random_driver_kills_then_resume_keep_the_asked_for_trials_and_the_winner(tmp_path, algorithm):
     folder, kills = run_killed(tmp_path, algorithm, seed={"grid": 1, "random": 2, "optuna": 3}[algorithm])
     print(f"{algorithm}: kills (round, extra s, epoch rows) {kills}")

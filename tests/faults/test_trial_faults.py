@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import yaml
 
 from analysis.load import load
@@ -24,6 +25,7 @@ TLSWEEP = [os.path.join(os.path.dirname(sys.executable), "tlsweep")]
 KILLED, OOM, ERROR, NAN = 0.003, 0.004, 0.005, 1.0e30
 
 
+@pytest.mark.slow  # 1-2 min: make test-slow (.ci/run)
 def test_trial_faults(tmp_path):
     marker = tmp_path / "markers" / "worker-paused"
     plan = [{"at": "trial.report", "epoch": 2, "match": {"training.lr": KILLED}, "action": "pause",

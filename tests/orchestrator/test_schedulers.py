@@ -61,7 +61,7 @@ def test_pbt_mutates_the_numeric_knobs_within_their_domains():
 
 
 class _Store:
-    fs = None
+    fs, local = None, False   # an object store: no Optuna mirror either
 
     def join(self, *parts):
         return "/tmp/never-written/" + "/".join(parts)

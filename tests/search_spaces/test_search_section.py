@@ -159,3 +159,23 @@ def test_validation_imports_neither_ray_nor_torch():
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'ray', 'optuna')); "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+@pytest.mark.parametrize("name", SCHEDULERS.names())
+def test_every_scheduler_in_both_forms(name):
+    """``scheduler: NAME`` and ``scheduler: {type: NAME}`` (the README's mapping form) mean the same."""
+    search = {"num_samples": 4}  # pbt needs a population
+    assert study({**search, "scheduler": name}).search.scheduler == \
+        study({**search, "scheduler": {"type": name}}).search.scheduler
+
+
+def test_every_scheduler_form_the_readme_shows_is_accepted():
+    forms = re.findall(r"^\s*scheduler: (\{.*?\}|\w+)", README.read_text(), re.M)
+    forms += [f"{{type: {m}}}" for m in re.findall(r"`(\w+)`", README.read_text().split(
+        "Schedulers, counted in epochs", 1)[1].split("\n\n", 1)[0]) if m in SCHEDULERS.names()]
+    assert len(forms) >= 6, forms
+    for form in forms:
+        study({"num_samples": 4, "scheduler": yaml.safe_load(form)})  # raises ConfigError when refused

@@ -17,9 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from trainables.config import DataConfig
-from trainables.errors import ConfigError, DataError
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+from trainables.errors import DataError
+from trainables.image_files import (IMAGE_EXTENSIONS, check_splittable, class_indices, decode_array,  # noqa: F401
+                                    is_image, require_root)
+from trainables.progress import Progress
 
 
 @dataclass
@@ -95,18 +96,7 @@ def select_classes(raw: RawData, classes: Optional[list]) -> RawData:
     """Keep only ``classes`` (names or indices) and relabel them 0..k-1 in the given order."""
     if not classes:
         return raw
-    index_of = {name: i for i, name in enumerate(raw.class_names)}
-    wanted = []
-    for c in classes:
-        if isinstance(c, int) and not isinstance(c, bool) and 0 <= c < len(raw.class_names) and str(c) not in index_of:
-            wanted.append(c)
-        elif str(c) in index_of:
-            wanted.append(index_of[str(c)])
-        else:
-            shown = ", ".join(raw.class_names[:12]) + (", ..." if len(raw.class_names) > 12 else "")
-            raise ConfigError(f"data.classes: no class {c!r} in {raw.name} (classes: {shown})")
-    if len(set(wanted)) != len(wanted):
-        raise ConfigError(f"data.classes: repeated class in {classes}")
+    wanted = class_indices(raw.class_names, classes, raw.name)
     remap = torch.full((len(raw.class_names),), -1, dtype=torch.long)
     remap[torch.tensor(wanted)] = torch.arange(len(wanted))
     splits = {}
@@ -158,29 +148,19 @@ def resize_uint8(images: torch.Tensor, size: int, chunk: int = 2048) -> torch.Te
 
 
 def decode_image(path: Path, size: int) -> torch.Tensor:
-    """Decode one image file to uint8 3 x size x size; grey, RGBA and 16-bit images are converted."""
-    from PIL import Image, UnidentifiedImageError
-    import numpy as np
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(im, dtype=np.float32)
-                im = Image.fromarray((arr / max(arr.max(), 1.0) * 255).astype(np.uint8))
-            im = im.convert("RGB").resize((size, size), Image.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
-    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+    """Decode one image file to uint8 3 x size x size (:func:`trainables.data.layout.decode_array`: grey, RGBA
+    and 16-bit images converted, 16-bit scaled by their format's range; bombs and unreadable files refused)."""
+    return torch.from_numpy(decode_array(path, size)).permute(2, 0, 1).contiguous()
 
 
-def decode_files(paths: list[Path], size: int, threads: int = 4) -> torch.Tensor:
+def decode_files(paths: list[Path], size: int, threads: int = 4, what: str = "images") -> torch.Tensor:
     out = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
 
     def one(i: int) -> None:
         out[i] = decode_image(paths[i], size)
+        progress.add()
 
-    with ThreadPoolExecutor(max_workers=threads) as pool:
+    with Progress(f"decoding {what}", len(paths), "images") as progress, ThreadPoolExecutor(threads) as pool:
         list(pool.map(one, range(len(paths))))
     return out
 
@@ -196,7 +176,7 @@ def readable(path: Path) -> bool:
         return False
 
 
-def decode_or_skip(src: FileSource, size: int) -> tuple[torch.Tensor, torch.Tensor, list[Path]]:
+def decode_or_skip(src: FileSource, size: int, what: str = "images") -> tuple[torch.Tensor, torch.Tensor, list[Path]]:
     """Decode every file of ``src``; unreadable ones are left out and returned (``data.on_bad_image: skip``)."""
     out = torch.empty((len(src.paths), 3, size, size), dtype=torch.uint8)
     ok = torch.zeros(len(src.paths), dtype=torch.bool)
@@ -207,21 +187,22 @@ def decode_or_skip(src: FileSource, size: int) -> tuple[torch.Tensor, torch.Tens
             ok[i] = True
         except DataError:
             pass
+        progress.add()
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with Progress(f"decoding {what}", len(src.paths), "images") as progress, ThreadPoolExecutor(4) as pool:
         list(pool.map(one, range(len(src.paths))))
     bad = [p for p, good in zip(src.paths, ok.tolist()) if not good]
     return out[ok], src.labels[ok], bad
 
 
-def _decode_split(src: FileSource, cfg: DataConfig, image_size: int) -> tuple[Split, list[Path]]:
+def _decode_split(src: FileSource, cfg: DataConfig, image_size: int, what: str = "images") -> tuple[Split, list[Path]]:
     mb = len(src.paths) * 3 * image_size * image_size / 2**20
     lazy = mb > cfg.memory_limit_mb
     if cfg.on_bad_image != "skip":
         return Split(LazyImages(src.paths, src.labels, image_size) if lazy
-                     else decode_files(src.paths, image_size), src.labels), []
+                     else decode_files(src.paths, image_size, what=what), src.labels), []
     if not lazy:
-        images, labels, bad = decode_or_skip(src, image_size)
+        images, labels, bad = decode_or_skip(src, image_size, what)
         return Split(images, labels), bad
     # lazily decoded sets are checked up front (headers and structure); a file that breaks later still errors
     good = [readable(p) for p in src.paths]
@@ -236,6 +217,11 @@ def prepare(raw: RawData, cfg: DataConfig, image_size: int) -> ImageData:
     splits = dict(raw.splits)
     if "train" not in splits or source_len(splits["train"]) == 0:
         raise DataError(f"{raw.name}: the training split is empty")
+    split_off = [k for k, off in (("val", "val" not in splits),
+                                  ("test", "test" not in splits and cfg.test_fraction > 0)) if off]
+    if split_off:
+        counts = torch.bincount(splits["train"].labels, minlength=len(raw.class_names)).tolist()
+        check_splittable(dict(zip(raw.class_names, counts)), split_off, f"data ({raw.name})")
     if "test" not in splits and cfg.test_fraction > 0:
         rest, test_idx = stratified_split(splits["train"].labels, cfg.test_fraction, cfg.split_seed + 100)
         splits["test"] = take(splits["train"], test_idx)
@@ -253,7 +239,7 @@ def prepare(raw: RawData, cfg: DataConfig, image_size: int) -> ImageData:
         if isinstance(src, TensorSource):
             out[name] = Split(resize_uint8(src.images, image_size), src.labels)
         else:
-            out[name], bad = _decode_split(src, cfg, image_size)
+            out[name], bad = _decode_split(src, cfg, image_size, f"the {name} split of {raw.name}")
             skipped += [str(p) for p in bad]
             if bad and len(out[name]) == 0:
                 raise DataError(f"{raw.name}: every image of the {name} split is unreadable")
@@ -262,19 +248,6 @@ def prepare(raw: RawData, cfg: DataConfig, image_size: int) -> ImageData:
         warnings.warn(f"data: skipped {len(skipped)} unreadable image(s) (data.on_bad_image: skip): {listed}",
                       stacklevel=2)
     return ImageData(out, raw.class_names, image_size, raw.name, skipped=skipped)
-
-
-def is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
-
-
-def require_root(cfg: DataConfig, name: str) -> Path:
-    if not cfg.root:
-        raise ConfigError(f"data.root: required for data set {name!r}")
-    root = Path(cfg.root).expanduser()
-    if not root.exists():
-        raise DataError(f"data.root: {root} does not exist (data set {name!r})")
-    return root
 
 
 def ceil_div(a: int, b: int) -> int:

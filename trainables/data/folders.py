@@ -1,47 +1,20 @@
 """Image folders: ``root/<class>/<image>`` (optionally under train/ val/ test/) and Tiny-ImageNet's layout."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from trainables.config import DataConfig
 from trainables.data.base import FileSource, RawData, is_image, require_root
 from trainables.errors import DataError
-
-SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
-
-
-def _class_tree(root: Path, class_names: list[str] | None = None) -> tuple[FileSource, list[str]]:
-    classes = class_names or sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not classes:
-        raise DataError(f"{root}: no class folders (expected {root}/<class>/<image>)")
-    paths, labels = [], []
-    for i, c in enumerate(classes):
-        folder = root / c
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and is_image(p)) if folder.is_dir() else []
-        if not files and class_names is None:
-            raise DataError(f"{folder}: class folder has no images")
-        paths += files
-        labels += [i] * len(files)
-    if not paths:
-        raise DataError(f"{root}: no images found")
-    return FileSource(paths, torch.tensor(labels, dtype=torch.long)), classes
+from trainables.image_files import imagefolder_splits
 
 
 def load_imagefolder(cfg: DataConfig) -> RawData:
+    """``root/<class>/...``, or ``train/ val/ test/`` with the same class folders (trainables.data.layout)."""
     root = require_root(cfg, "imagefolder")
-    subdirs = {d.name.lower(): d for d in root.iterdir() if d.is_dir()}
-    split_dirs = {SPLIT_NAMES[k]: v for k, v in subdirs.items() if k in SPLIT_NAMES}
-    if "train" not in split_dirs:
-        source, classes = _class_tree(root)
-        return RawData({"train": source}, classes, root.name)
-    train, classes = _class_tree(split_dirs["train"])
-    splits = {"train": train}
-    for name, folder in split_dirs.items():
-        if name != "train":
-            splits[name], _ = _class_tree(folder, classes)
-    return RawData(splits, classes, root.name)
+    splits, classes = imagefolder_splits(root)
+    return RawData({k: FileSource(paths, torch.tensor(labels, dtype=torch.long)) for k, (paths, labels) in
+                    splits.items()}, classes, root.name)
 
 
 def load_tiny_imagenet(cfg: DataConfig) -> RawData:

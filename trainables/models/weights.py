@@ -5,6 +5,7 @@ Weights are never unpickled as arbitrary objects: ``torch.load(weights_only=True
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import torch
@@ -25,14 +26,10 @@ def check_timm_cache(arch: str) -> None:
         raise WeightsError(f"model.weights: timm has no pretrained weights for {arch!r}")
     hub_id = getattr(cfg, "hf_hub_id", None)
     if hub_id and hf_offline():
-        from huggingface_hub import try_to_load_from_cache
-        repo = hub_id.split("@")[0]
-        for fname in ("model.safetensors", "open_clip_pytorch_model.bin", "pytorch_model.bin"):
-            if isinstance(try_to_load_from_cache(repo, fname), str):
-                return
-        raise WeightsError(f"model.weights: imagenet weights for {arch!r} are not cached and the hub is offline "
-                           f"(HF_HUB_OFFLINE=1); download them once with network access "
-                           f"(timm.create_model({arch!r}, pretrained=True)) or use weights: none / file:<path>")
+        from trainables.model_names import imagenet_weights_error
+        why = imagenet_weights_error(arch, hub_id)
+        if why:
+            raise WeightsError(why)
 
 
 def fetch_torchvision_weights(weights) -> dict:
@@ -49,8 +46,9 @@ def fetch_torchvision_weights(weights) -> dict:
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a plain state dict or a tlsweep checkpoint (its ``model`` entry)."""
     p = Path(path).expanduser()
-    if not p.is_file():
-        raise WeightsError(f"model.weights: file {p} does not exist")
+    if not p.is_file():  # on a cluster: read where the trial runs, so the path must exist on every node
+        raise WeightsError(f"model.weights: file {p} does not exist on {socket.gethostname()} (on a cluster, put "
+                           f"file: weights on a folder every node mounts at the same path: docs/CLUSTER.md)")
     try:
         if p.suffix == ".safetensors":
             from safetensors.torch import load_file

@@ -18,6 +18,7 @@ import torch
 from trainables.config import DataConfig
 from trainables.data.base import decode_image, is_image
 from trainables.errors import DataError
+from trainables.progress import Progress
 
 MaskMap = Callable[[np.ndarray, Path], np.ndarray]  # raw mask values (and its file, for errors) -> class indices
 
@@ -149,7 +150,9 @@ def materialize(images: list[Path], masks: list[Path], cfg: DataConfig, size: in
 
     def one(i: int) -> None:
         out_images[i], out_masks[i] = lazy[i]
+        progress.add()
 
-    with ThreadPoolExecutor(max_workers=threads) as pool:
+    with Progress("decoding image/mask pairs", len(images), "pairs") as progress, \
+            ThreadPoolExecutor(max_workers=threads) as pool:
         list(pool.map(one, range(len(images))))
     return SegSplit(out_images, out_masks)
