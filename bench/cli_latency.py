@@ -21,22 +21,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TLSWEEP = [sys.executable, "-m", "orchestrator.cli"]
-STUDY = """name: s
-data: {name: digits, image_size: 16}
-model: {arch: scratch_cnn, conv_layers: 2}
-training: {epochs: 1}
-search: {num_samples: 1, scheduler: none}
-"""
-
-
-def image_folder(root: Path, classes=("cats", "dogs"), n: int = 3) -> Path:
-    import numpy as np
-    from PIL import Image
-    for c in classes:
-        (root / c).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            Image.fromarray(np.full((32, 32, 3), 40 * i, np.uint8)).save(root / c / f"{i}.png")
-    return root
+sys.path.insert(0, str(ROOT))
+from tests.orchestrator.test_preflight import STUDY, image_folder  # noqa: E402  (the suite's cases)
 
 
 def mistakes(tmp: Path) -> dict[str, tuple[str, list[str]]]:

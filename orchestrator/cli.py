@@ -107,24 +107,15 @@ def end_of_run(folder, study) -> str:
 
 
 CHECKED = ("model.arch", "data.name", "model.strategy", "data.augment", "model.decoder", "training.loss")
-MAX_COMBINATIONS = 256
 
 
 def check_names(study, preflight, trial_config) -> None:
     """Every architecture / data set / strategy (decoder, loss) a study can sample exists and fits the others,
     before Ray starts: every combination of those domains' values (each one on its own with the others at their
     first value when there are more than MAX_COMBINATIONS)."""
-    import itertools
-
-    from orchestrator.space import resolve
-    choices = {d.path: list(d.args) for d in study.domains if d.kind in ("choice", "grid") and d.path in CHECKED}
-    keys = list(choices)
-    combos = list(itertools.islice(itertools.product(*choices.values()), MAX_COMBINATIONS + 1))
-    if len(combos) > MAX_COMBINATIONS:
-        first = {k: v[0] for k, v in choices.items()}
-        combos = [tuple({**first, k: value}[c] for c in keys) for k in keys for value in choices[k]]
-    for combo in combos or [()]:
-        preflight(trial_config(resolve(study.trial, dict(zip(keys, combo)))))
+    from orchestrator.preflight import combinations
+    for trial in combinations(study, lambda path: path in CHECKED):
+        preflight(trial_config(trial))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

@@ -61,16 +61,22 @@ def trial_configs(study: Study) -> Iterator[TrialConfig]:
     """Trial configs of every combination of the choice / grid values of the keys checked here (each value on its
     own, the others at their first, beyond MAX_COMBINATIONS); other domains keep their defaults."""
     from orchestrator.cli import CHECKED
+    for trial in combinations(study, lambda p: p in CHECKED or p.startswith("data.") or p == "model.weights"):
+        yield trial_config({**trial, "task": study.task})
+
+
+def combinations(study: Study, checked) -> Iterator[dict]:
+    """The trial dicts of every combination of the values of the choice / grid domains whose path ``checked``
+    accepts (each value on its own, the others at their first, beyond MAX_COMBINATIONS)."""
     from orchestrator.space import resolve
-    choices = {d.path: list(d.args) for d in study.domains if d.kind in ("choice", "grid")
-               and (d.path in CHECKED or d.path.startswith("data.") or d.path == "model.weights")}
+    choices = {d.path: list(d.args) for d in study.domains if d.kind in ("choice", "grid") and checked(d.path)}
     keys = list(choices)
     combos = list(itertools.islice(itertools.product(*choices.values()), MAX_COMBINATIONS + 1))
     if len(combos) > MAX_COMBINATIONS:
         first = {k: v[0] for k, v in choices.items()}
         combos = [tuple({**first, k: value}[c] for c in keys) for k in keys for value in choices[k]]
     for combo in combos or [()]:
-        yield trial_config({**resolve(study.trial, dict(zip(keys, combo))), "task": study.task})
+        yield resolve(study.trial, dict(zip(keys, combo)))
 
 
 def _distinct(items) -> list:

@@ -157,7 +157,18 @@ def histories(store: StudyStore, metric: str, mode: str) -> dict[str, History]:
     return out
 
 
-class TableAsha(AsyncHyperBandScheduler):
+class Seeded:
+    """A scheduler that takes what the tables hold (``seed``) before Tune gives back the restored trials."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._history: dict[str, History] = {}
+
+    def seed(self, history: dict[str, History]) -> None:
+        self._history = dict(history)
+
+
+class TableAsha(Seeded, AsyncHyperBandScheduler):
     """Ray's ASHA, counted in epochs (the ``epoch`` the trial reports), whose rungs can be refilled from the tables.
 
     ``seed(histories)`` before the restored trials are added; each trial added gets its recorded rung entries
@@ -174,13 +185,6 @@ class TableAsha(AsyncHyperBandScheduler):
         >>> [sorted(r) for _, r in s._brackets[0]._rungs]
         [[], ['a'], ['a']]
     """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._history: dict[str, History] = {}
-
-    def seed(self, history: dict[str, History]) -> None:
-        self._history = dict(history)
 
     def on_trial_add(self, tune_controller, trial) -> None:
         super().on_trial_add(tune_controller, trial)
@@ -211,7 +215,7 @@ class TableAsha(AsyncHyperBandScheduler):
         super().on_trial_complete(tune_controller, trial, self._in_epochs(result))
 
 
-class TableMedian(MedianStoppingRule):
+class TableMedian(Seeded, MedianStoppingRule):
     """Ray's median stopping rule, counted in epochs, whose trials' results can be refilled from the tables.
 
     Ray restores it empty, so after a resume the median would be taken over the epochs reported since. Each trial
@@ -227,13 +231,6 @@ class TableMedian(MedianStoppingRule):
         >>> [(r["training_iteration"], r["val_acc"]) for r in s._results[next(iter(s._results))]]
         [(1, 0.9), (2, 0.9)]
     """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._history: dict[str, History] = {}
-
-    def seed(self, history: dict[str, History]) -> None:
-        self._history = dict(history)
 
     def on_trial_add(self, tune_controller, trial) -> None:
         super().on_trial_add(tune_controller, trial)
@@ -264,5 +261,5 @@ class TableMedian(MedianStoppingRule):
 def seed_scheduler(scheduler, store: StudyStore, metric: str, mode: str) -> None:
     """Give a restored scheduler the state the tables hold (ASHA's rungs, the median rule's results); HyperBand
     and PBT start as Ray restores them."""
-    if isinstance(scheduler, (TableAsha, TableMedian)):
+    if isinstance(scheduler, Seeded):
         scheduler.seed(histories(store, metric, mode))
