@@ -74,6 +74,47 @@ def forget_lost_trials(store: StudyStore, log=print) -> list[str]:
     return lost
 
 
+TUNER_FILE, TUNER_BACKUP = "tuner.pkl", "tuner.pkl.good"
+
+
+def guard_tuner_state(store: StudyStore, log=print) -> bool:
+    """Keep a copy of Tune's ``tuner.pkl`` that reads back, and put it back when the file is damaged.
+
+    ``Tuner.restore`` rewrites ``tuner.pkl`` in place as a resume starts; a driver killed in that moment leaves it
+    empty or cut, and Ray can never restore the study again (``EOFError: Ran out of input``). Before each restore the
+    file is checked: a good one is copied to ``tuner.pkl.good`` (a temporary file, then a rename), a damaged one is
+    replaced by that copy (one line says so). Returns True when it was repaired."""
+    import pickle
+    path, backup = store.join(TUNER_FILE), store.join(TUNER_BACKUP)
+
+    def readable(p: str) -> Optional[bytes]:
+        if store.fs.get_file_info(p).type.name != "File":
+            return None
+        with store.fs.open_input_stream(p) as f:
+            data = f.read()
+        try:
+            pickle.loads(data)
+        except Exception:  # noqa: BLE001 - empty, cut or otherwise not a pickle Ray can read
+            return None
+        return data
+
+    def write(p: str, data: bytes) -> None:
+        with store.fs.open_output_stream(p + ".tmp") as f:
+            f.write(data)
+        store.fs.move(p + ".tmp", p)
+
+    good = readable(path)
+    if good is not None:
+        write(backup, good)
+        return False
+    saved = readable(backup)
+    if saved is None:
+        return False   # nothing to put back: Ray's own error follows
+    write(path, saved)
+    log(f"resume: {path} was damaged (the driver was killed while Tune rewrote it); restored from {backup}")
+    return True
+
+
 def newest_snapshot(store: StudyStore) -> Optional[str]:
     from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
     return _find_newest_experiment_checkpoint(store.path, fs=store.fs)

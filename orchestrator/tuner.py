@@ -17,7 +17,7 @@ from orchestrator import schedulers, space
 from orchestrator.data_share import shared_data
 from orchestrator.mirror import mirror_callbacks
 from orchestrator.prune import PruneFinishedCheckpoints
-from orchestrator.resume import forget_lost_trials, repair_checkpoints, seed_scheduler
+from orchestrator.resume import forget_lost_trials, guard_tuner_state, repair_checkpoints, seed_scheduler
 from orchestrator.searchers import SEARCHERS
 from orchestrator.sink import ParquetSink
 from orchestrator.storage import StudyStore, load_study_dir, study_location  # load_study_dir: no Ray
@@ -209,6 +209,7 @@ def resume_study(folder: str | os.PathLike):
         raise ConfigError(f"{store}: no Ray Tune experiment state to resume (the study stopped before Tune's first "
                           f"snapshot, or never started): start it again with 'tlsweep run STUDY --overwrite'")
     pretrained = yaml.safe_load(store.read_text(PRETRAINED_FILE)) if store.is_file(PRETRAINED_FILE) else {}
+    guard_tuner_state(store)   # a tuner.pkl cut by a kill during an earlier resume comes back from its copy
     forget_lost_trials(store)  # the tables are the truth: trials Tune's snapshot lost run again, once
     repair_checkpoints(store)   # and trials whose snapshot checkpoint Ray replaced continue from their newest
     trainable = build_trainable(study, fetch(store, pretrained or {}))  # the study folder's copies, any machine

@@ -15,7 +15,7 @@ import sys
 import yaml
 
 from analysis.load import load
-from orchestrator.resume import newest_snapshot, repair_checkpoints
+from orchestrator.resume import guard_tuner_state, newest_snapshot, repair_checkpoints
 from orchestrator.storage import StudyStore
 from tests.conftest import tiny_study
 
@@ -59,3 +59,19 @@ def test_a_trial_whose_snapshot_checkpoint_is_gone_resumes_from_its_newest(tmp_p
     t = load(folder)
     assert t.trials["status"].tolist() == ["TERMINATED"] and t.trials["error"].isna().all()
     assert sorted(t.epochs["epoch"]) == [1, 2, 3, 4, 5, 6]   # every epoch once: epochs 3 and 4 were run again
+
+
+def test_a_tuner_state_cut_by_a_kill_comes_back_from_its_copy(tmp_path):
+    # Tuner.restore rewrites tuner.pkl in place; a driver killed then left it empty ("EOFError: Ran out of input"
+    # on every later resume, seen in tests/faults/test_random_kills.py)
+    import pickle
+    store, said = StudyStore(str(tmp_path)), []
+    assert guard_tuner_state(store, said.append) is False              # no tuner.pkl: nothing to do
+    (tmp_path / "tuner.pkl").write_bytes(pickle.dumps({"tuner": 1}))
+    assert guard_tuner_state(store, said.append) is False              # a good one: copied
+    assert pickle.loads((tmp_path / "tuner.pkl.good").read_bytes()) == {"tuner": 1}
+    for damaged in (b"", pickle.dumps({"tuner": 1})[:5]):
+        (tmp_path / "tuner.pkl").write_bytes(damaged)
+        assert guard_tuner_state(store, said.append) is True
+        assert pickle.loads((tmp_path / "tuner.pkl").read_bytes()) == {"tuner": 1}
+    assert len(said) == 2 and "restored from" in said[0] and not list(tmp_path.glob("*.tmp"))
