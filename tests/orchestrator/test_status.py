@@ -101,14 +101,22 @@ def wait_for(proc, path, text, deadline=60.0):
     return text in path.read_text()
 
 
-def test_watch_refreshes_until_the_study_ends(tmp_path):
+def start_watch(tmp_path):
+    """A running study and ``tlsweep status --watch`` on it, once its table shows the two running trials."""
     study = running_study(tmp_path)
     log = tmp_path / "watch.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-c", PROBE, "status", "--watch", "--interval", "0.2", str(study)],
                                 stdout=out, stderr=subprocess.STDOUT, env=ENV)
+    if not wait_for(proc, log, "2 running"):
+        proc.kill()
+        raise AssertionError(log.read_text())
+    return study, log, proc
+
+
+def test_watch_refreshes_until_the_study_ends(tmp_path):
+    study, log, proc = start_watch(tmp_path)
     try:
-        assert wait_for(proc, log, "2 running"), log.read_text()
         assert proc.poll() is None  # still running: the study has not ended
         compact(study)              # the study ends (the sink compacts its tables)
         assert proc.wait(timeout=60) == 0, log.read_text()
@@ -120,13 +128,8 @@ def test_watch_refreshes_until_the_study_ends(tmp_path):
 
 
 def test_watch_ends_on_ctrl_c_with_exit_0(tmp_path):
-    study = running_study(tmp_path)
-    log = tmp_path / "watch.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-c", PROBE, "status", "--watch", "--interval", "0.2", str(study)],
-                                stdout=out, stderr=subprocess.STDOUT, env=ENV)
+    _, log, proc = start_watch(tmp_path)
     try:
-        assert wait_for(proc, log, "2 running"), log.read_text()
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0, log.read_text()
     finally:
