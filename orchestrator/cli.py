@@ -396,10 +396,23 @@ def one_line_warnings() -> None:
     warnings.formatwarning = fmt
 
 
+class EarlyStop(KeyboardInterrupt):
+    """SIGTERM before a study's driver took over the signals (while Ray and torch are imported, say)."""
+
+
+def _early_sigterm(signum, frame) -> None:
+    raise EarlyStop
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     one_line_warnings()
-    from orchestrator.stopping import Stopped
+    from orchestrator.stopping import EXIT_CODES, Stopped
+    import signal
+    # until orchestrator.stopping.Driver installs its own: a SIGTERM ends with one line and 143, like Ctrl-C's 130
+    import threading
+    main_thread = threading.current_thread() is threading.main_thread()  # signals: the main thread only
+    restore = signal.signal(signal.SIGTERM, _early_sigterm) if main_thread else None
     try:
         return args.func(args)
     except Stopped as e:  # Ctrl-C, SIGTERM or tlsweep stop: one line, no traceback
@@ -408,9 +421,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     except USER_ERRORS as e:
         print(f"tlsweep: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print("tlsweep: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_CODES[signal.SIGTERM if isinstance(e, EarlyStop) else signal.SIGINT]
     except Exception as e:  # noqa: BLE001 - only a failed study and a results write error become messages
         from orchestrator.summary import StudyFailed
         if isinstance(e, StudyFailed):
@@ -421,6 +434,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             raise
         print(f"tlsweep: error: {cause}", file=sys.stderr)
         return 1
+    finally:
+        if restore is not None:
+            signal.signal(signal.SIGTERM, restore)
 
 
 def results_write_error(error: BaseException) -> Optional[BaseException]:

@@ -102,6 +102,7 @@ def test_sigint_and_sigterm_stop_cleanly_and_resume_finishes(tmp_path):
     os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C: the driver's whole process group (started by this test)
     check_stopped(*finish(proc, tmp_path / "run.log"), 130, folder, rows)
     assert not (folder / stopping.FINISHED_FILE).exists()
+    rows = epoch_rows(folder)  # the graceful stop may have let the running epoch finish
 
     # SIGTERM during `tlsweep resume`, once one more epoch is in
     proc = start(["resume", str(folder)], tmp_path, "resume1")
@@ -157,6 +158,33 @@ def test_resume_of_a_finished_study_says_so_without_importing_ray(tmp_path):
     assert out.stdout.strip().splitlines() == [f"{folder}: the study has finished; nothing to resume "
                                                f"(tlsweep status {folder} shows its trials)"]
 
+
+def test_sigterm_before_the_driver_takes_over_is_one_line_and_143(tmp_path):
+    """A SIGTERM while tlsweep still imports Ray and torch (before the study's driver handles signals) ends with
+    one line and exit 143, not a silent death by the signal; the study folder is left as it was."""
+    folder = tmp_path / "early"
+    folder.mkdir()
+    (folder / "study.yaml").write_text(yaml.safe_dump(tiny_study("early")))
+    code = textwrap.dedent(f"""
+        import os, signal, sys
+        import orchestrator.storage
+        real = orchestrator.storage.load_study_dir
+        def load_and_get_stopped(*a, **k):  # the moment a `tlsweep resume` starts loading the study
+            os.kill(os.getpid(), signal.SIGTERM)
+            return real(*a, **k)
+        orchestrator.storage.load_study_dir = load_and_get_stopped
+        sys.modules.setdefault("orchestrator.tuner", type(sys)("orchestrator.tuner"))
+        sys.modules["orchestrator.tuner"].load_study_dir = load_and_get_stopped
+        sys.modules["orchestrator.tuner"].resume_study = None
+        from orchestrator.cli import main
+        sys.exit(main(["resume", {str(folder)!r}]))
+    """)
+    before = sorted(p.name for p in folder.iterdir())
+    out = subprocess.run([sys.executable, "-c", code], env=env(), capture_output=True, text=True, timeout=LIMIT_S,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 143, out.stdout + out.stderr
+    assert out.stderr.strip().splitlines() == ["tlsweep: interrupted"], out.stderr
+    assert sorted(p.name for p in folder.iterdir()) == before
 
 def test_a_signal_becomes_tunes_graceful_stop_or_an_immediate_one(tmp_path):
     """While Tune's loop runs (its handler is on SIGUSR1) the first signal asks it to stop and the block ends
