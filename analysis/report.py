@@ -1,7 +1,10 @@
-"""One self-contained HTML report of a study: summary, leaderboard, every figure that applies, the winner's command.
+"""One self-contained HTML report of a study: summary, a sortable leaderboard, the settings held fixed, the
+winner's command, interactive figures (:mod:`analysis.interactive`) and the static ones in a collapsed section.
 
-Figures are embedded as base64 PNGs, so the file can be mailed or copied off a cluster on its own; it needs no
-JavaScript (a few lines of script only record, for automated checks, whether every image decoded).
+The page embeds everything it needs (the plotly.js bundle once, the static figures as base64 PNGs), so the file can
+be mailed or copied off a cluster and opened offline. Without JavaScript the summary, leaderboard, command, fixed
+settings and the static figures still read; the interactive figures need it. A few lines of script record, for
+automated checks, whether every image decoded, every Plotly figure drew and whether any script error happened.
 
 Example:
     >>> path = write_report("results/quickstart")         # doctest: +SKIP
@@ -15,6 +18,7 @@ import html
 import io
 import json
 import math
+import numbers
 import os
 import shlex
 from datetime import datetime
@@ -24,15 +28,18 @@ from typing import Callable, Optional
 import pandas as pd
 import yaml
 
-from analysis.aggregate import aggregate_seeds, finished, seed_groups, split_metric, swept_columns, welch_p
+from analysis.aggregate import (SEED_COLUMNS, aggregate_seeds, finished, seed_groups, split_metric, swept_columns,
+                                welch_p)
 from analysis.figures.asha import stopped_by_scheduler
 from analysis.load import StudyNotFound, StudyTables, load
+from trainables.applies import applicable   # plain Python: imports no torch
 
 TOP = 10
+BOARD_ROWS = 100   # configurations in the report's leaderboard (sortable and filterable in the page)
 ALPHA = 0.05   # Welch's t-test level for "indistinguishable from the first"
 STUDY_FILE, PRETRAINED_FILE = "study.yaml", "pretrained.yaml"
 CSS = """
-body{font:15px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+body{font:15px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1280px;margin:2em auto;padding:0 1em;
 color:#222}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ddd;padding:.25em .6em;text-align:left}
@@ -43,6 +50,11 @@ pre{background:#f6f8fa;padding:.8em;overflow-x:auto;white-space:pre-wrap}
 figure{margin:1.5em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{color:#555;font-size:.95em;margin-top:.3em}.muted{color:#777}
 tr.tied td{background:#eef7ee}td.test,th.test{background:#f3f0fa}
+#leaderboard th{cursor:pointer;user-select:none}#leaderboard td{white-space:nowrap}
+#leaderboard th[aria-sort=ascending]::after{content:" ▲"}#leaderboard th[aria-sort=descending]::after{content:" ▼"}
+#leaderboard-filter{margin:.3em 0;padding:.2em .4em;width:20em}
+.plot-scroll{max-height:75vh;overflow:auto;border:1px solid #eee}figure.interactive{margin:1.5em 0}
+details.static>summary{cursor:pointer;font-size:1.2em;margin-top:2em}
 """
 # Sets data-images / data-broken-images on <body> once the page has loaded, so a headless browser can tell
 # whether every embedded figure decoded. The report reads the same without it.
@@ -51,7 +63,71 @@ CHECK_SCRIPT = """window.addEventListener("load", function () {
   var broken = imgs.filter(function (i) { return !i.complete || i.naturalWidth === 0; }).length;
   document.body.dataset.images = String(imgs.length);
   document.body.dataset.brokenImages = String(broken);
+  setTimeout(function () {   // Plotly draws while the page loads; count what it drew once it settled
+    var figs = Array.prototype.slice.call(document.querySelectorAll("figure.interactive"));
+    var state = figs.map(function (f) {
+      var gd = f.querySelector(".plotly-graph-div");
+      var traces = gd && gd.data ? gd.data.length : -1;
+      var drawn = gd && gd.querySelector(".plot-container svg.main-svg") ? 1 : 0;
+      return f.id + ":" + f.dataset.traces + ":" + traces + ":" + drawn;
+    });
+    document.body.dataset.plots = String(figs.length);
+    document.body.dataset.plotsDrawn = String(state.filter(function (s) {
+      var p = s.split(":"); return p[1] === p[2] && p[3] === "1"; }).length);
+    document.body.dataset.plotState = state.join(" ");
+    document.body.dataset.jsErrors = String(window.tlsweepErrors.length);
+    document.body.dataset.jsErrorText = window.tlsweepErrors.join(" | ").slice(0, 2000);
+  }, 200);
 });"""
+# First in <head>: records uncaught errors and console.error calls, for the check above.
+ERROR_SCRIPT = """window.tlsweepErrors = [];
+window.addEventListener("error", function (e) { window.tlsweepErrors.push(String(e.message || e)); });
+(function () { var original = console.error; console.error = function () {
+  window.tlsweepErrors.push(Array.prototype.join.call(arguments, " ")); return original.apply(console, arguments); };
+})();"""
+# The leaderboard: a click on a header sorts by that column (again: the other way), the box filters the rows.
+LEADERBOARD_SCRIPT = """document.addEventListener("DOMContentLoaded", function () {
+  var table = document.getElementById("leaderboard");
+  if (!table || !table.tBodies.length) return;
+  var body = table.tBodies[0], heads = table.tHead.rows[0].cells;
+  function key(row, i) {
+    var cell = row.cells[i], raw = cell.dataset.sort !== undefined ? cell.dataset.sort : cell.textContent.trim();
+    var num = parseFloat(raw);
+    return raw !== "" && !isNaN(num) && isFinite(Number(raw)) || raw === "Infinity" ? num : raw.toLowerCase();
+  }
+  Array.prototype.forEach.call(heads, function (th, i) {
+    th.title = "sort by this column";
+    th.addEventListener("click", function () {
+      var up = th.getAttribute("aria-sort") !== "ascending";
+      Array.prototype.forEach.call(heads, function (h) { h.removeAttribute("aria-sort"); });
+      th.setAttribute("aria-sort", up ? "ascending" : "descending");
+      var rows = Array.prototype.slice.call(body.rows);
+      rows.sort(function (a, b) {
+        var x = key(a, i), y = key(b, i), xe = x === "" || x === "—", ye = y === "" || y === "—";
+        if (xe || ye) return xe - ye;   // empty cells last, either way
+        var c = typeof x === typeof y ? (x < y ? -1 : x > y ? 1 : 0) : (typeof x === "number" ? -1 : 1);
+        return up ? c : -c;
+      });
+      rows.forEach(function (r) { body.appendChild(r); });
+    });
+  });
+  var box = document.createElement("input");
+  box.type = "search"; box.id = "leaderboard-filter"; box.placeholder = "filter rows (any text, e.g. resnet)";
+  var count = document.createElement("span");
+  count.className = "muted"; count.id = "leaderboard-count";
+  table.parentNode.parentNode.insertBefore(box, table.parentNode);
+  table.parentNode.parentNode.insertBefore(count, table.parentNode);
+  box.addEventListener("input", function () {
+    var words = box.value.toLowerCase().split(/\\s+/).filter(Boolean), shown = 0;
+    Array.prototype.forEach.call(body.rows, function (r) {
+      var text = r.textContent.toLowerCase();
+      var keep = words.every(function (w) { return text.indexOf(w) >= 0; });
+      r.hidden = !keep; shown += keep ? 1 : 0;
+    });
+    count.textContent = words.length ? " " + shown + " of " + body.rows.length + " rows" : "";
+  });
+});"""
+PLOTLY_CONFIG = {"displaylogo": False, "responsive": True, "scrollZoom": False}
 
 
 def esc(value) -> str:
@@ -264,6 +340,16 @@ def _versus_first(row, i: int) -> tuple[str, str]:
     return "worse", f"p = {row['p_value']:.2g}"
 
 
+def _sort_key(value) -> str:
+    """``data-sort`` for a numeric cell (the full value, where the cell shows it rounded); empty cells sort last."""
+    if _empty(value):
+        return ' data-sort=""'
+    if isinstance(value, bool) or type(value).__name__ == "bool_" or not isinstance(value, numbers.Real):
+        return ""   # text: the page sorts by what the cell shows
+    number = float(value)
+    return f' data-sort="{"Infinity" if number == math.inf else repr(number)}"'
+
+
 def _leaderboard_html(board: pd.DataFrame, trials: pd.DataFrame, metric: str) -> str:
     by = [c for c in swept_columns(trials) if c in board.columns]
     test = board.attrs.get("test")
@@ -272,24 +358,26 @@ def _leaderboard_html(board: pd.DataFrame, trials: pd.DataFrame, metric: str) ->
             [("seeds", ""), ("stopped earlier", ""), ("epochs", ""), ("vs #1 (Welch)", ""), ("best trial", ""),
              (f"best trial's {metric}", "")] + ([(f"best trial's {test}", "test")] if test else []) +
             [("best epoch", "")])
-    lines = ["<tr>" + "".join(f'<th{f" class={chr(34)}{k}{chr(34)}" if k else ""}>{esc(h)}</th>'
-                              for h, k in head) + "</tr>"]
+    lines = ["<thead><tr>" + "".join(f'<th{f" class={chr(34)}{k}{chr(34)}" if k else ""}>{esc(h)}</th>'
+                                     for h, k in head) + "</tr></thead><tbody>"]
     for i, row in board.iterrows():
         kind, versus = _versus_first(row, i)
         cells = [f'<td class="num">{i + 1}</td>']
-        cells += [f"<td>{esc(_fmt(row[c]))}</td>" for c in by]
-        cells.append(f'<td class="num">{esc(_mean_ci(row["mean"], row["ci"], row["n"]))}</td>')
+        cells += [f"<td{_sort_key(row[c])}>{esc(_fmt(row[c]))}</td>" for c in by]
+        cells.append(f'<td class="num"{_sort_key(row["mean"])}>{esc(_mean_ci(row["mean"], row["ci"], row["n"]))}</td>')
         if test:
-            cells.append(f'<td class="num test">{esc(_mean_ci(row["test_mean"], row["test_ci"], row["test_n"]))}</td>')
+            cells.append(f'<td class="num test"{_sort_key(row["test_mean"])}>'
+                         f'{esc(_mean_ci(row["test_mean"], row["test_ci"], row["test_n"]))}</td>')
         cells += [f'<td class="num">{int(row["n"])}</td>', f'<td class="num">{int(row["n_excluded"])}</td>',
-                  f'<td class="num">{esc(_fmt(row["epochs"], 3))}</td>',
-                  f'<td class="{kind}">{esc(versus)}</td>',
+                  f'<td class="num"{_sort_key(row["epochs"])}>{esc(_fmt(row["epochs"], 3))}</td>',
+                  f'<td class="{kind}"{_sort_key(float("inf") if i == 0 else row["p_value"])}>{esc(versus)}</td>',
                   f'<td class="trial-id"><code>{esc(row["best_trial"])}</code></td>',
-                  f'<td class="num">{esc(_fmt(row["best_value"]))}</td>']
+                  f'<td class="num"{_sort_key(row["best_value"])}>{esc(_fmt(row["best_value"]))}</td>']
         if test:
-            cells.append(f'<td class="num test">{esc(_fmt(row["best_test"]))}</td>')
-        cells.append(f'<td class="num">{esc(_fmt(row["best_epoch"], 3))}</td>')
+            cells.append(f'<td class="num test"{_sort_key(row["best_test"])}>{esc(_fmt(row["best_test"]))}</td>')
+        cells.append(f'<td class="num"{_sort_key(row["best_epoch"])}>{esc(_fmt(row["best_epoch"], 3))}</td>')
         lines.append(f'<tr class="{kind}">' + "".join(cells) + "</tr>")
+    lines.append("</tbody>")
     alpha = board.attrs.get("alpha", ALPHA)
     if board.attrs.get("testable"):
         welch = (f"≈: statistically indistinguishable from #1, Welch's t-test (two-sided, unequal variances) of "
@@ -302,7 +390,7 @@ def _leaderboard_html(board: pd.DataFrame, trials: pd.DataFrame, metric: str) ->
             "running seed (<i>epochs</i>); seeds an early-stopping scheduler stopped sooner are counted in "
             "<i>stopped earlier</i> and not averaged. " + esc(welch) +
             (f" The {esc(test)} columns are the same seeds' test-split results (best epoch's weights); they never "
-             "chose anything." if test else ""))
+             "chose anything." if test else "") + " Click a column header to sort by it; type in the box to filter.")
     return (f'<div class="wide"><table id="leaderboard">{"".join(lines)}</table></div>'
             f'<p class="muted" id="leaderboard-note">{note}</p>')
 
@@ -331,9 +419,14 @@ def _cli_value(value) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def rerun_command(trial: pd.Series, pretrained: Optional[dict] = None) -> str:
-    """``tlsweep train --set key=value ...`` from every non-empty ``config.*`` value of one trial row."""
+def rerun_command(trial: pd.Series, pretrained: Optional[dict] = None, task: Optional[str] = None) -> str:
+    """``tlsweep train --set key=value ...`` from the non-empty ``config.*`` values of one trial row that apply to
+    it (:mod:`trainables.applies`: no ``model.conv_layers`` for a ResNet, no ``model.head_epochs`` unless the
+    strategy is ``two_phase``, ...); ``task`` (the study's, when not classification) comes first."""
     values = {c.removeprefix("config."): v for c, v in trial.items() if c.startswith("config.") and not _empty(v)}
+    if task and task != "classification":
+        values = {"task": task, **values}
+    values = applicable(values)
     arch = values.get("model.arch")
     if pretrained and arch in pretrained:  # the sweep started this architecture from its cached checkpoint
         values["model.weights"] = f"file:{pretrained[arch]}"
@@ -347,7 +440,8 @@ def _figure_html(spec, fig) -> str:
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     data = base64.b64encode(buf.getvalue()).decode("ascii")
-    return (f'<figure id="fig-{esc(spec.name)}"><img src="data:image/png;base64,{data}" alt="{esc(spec.title)}">'
+    return (f'<figure class="static" id="fig-{esc(spec.name)}"><img src="data:image/png;base64,{data}" '
+            f'alt="{esc(spec.title)}">'
             f"<figcaption>{esc(spec.title)} <span class=\"muted\">({esc(spec.name)})</span></figcaption></figure>")
 
 
@@ -366,8 +460,71 @@ def _figures(tables: StudyTables, metric: str, mode: str, log: Callable[[str], N
                 f'<p class="notice">Figure {esc(spec.name)} could not be drawn: {esc(type(e).__name__)}: '
                 f"{esc(e)}</p>")
     if not sections:
-        return "<p>No figure applies to these results.</p>"
-    return "".join(f"<h2>{esc(section)}</h2>{''.join(parts)}" for section, parts in sections.items())
+        return ""
+    body = "".join(f"<h3>{esc(section)}</h3>{''.join(parts)}" for section, parts in sections.items())
+    return ('<details class="static" id="static-figures"><summary>Static figures (PNG, as '
+            "<code>analysis.figures.save_all</code> writes them for papers)</summary>" + body + "</details>")
+
+
+def _interactive_html(spec, fig) -> str:
+    import plotly.io as pio
+    div = pio.to_html(fig, full_html=False, include_plotlyjs=False, div_id=f"plot-{spec.name}",
+                      config=PLOTLY_CONFIG, default_width="100%", default_height=f"{fig.layout.height or 420}px")
+    scroll = ' class="plot-scroll"' if spec.section == "Per class" else ""
+    return (f'<figure class="interactive" id="ifig-{esc(spec.name)}" data-traces="{len(fig.data)}"><div{scroll}>'
+            f"{div}</div><figcaption>{esc(spec.title)} <span class=\"muted\">({esc(spec.name)})</span>"
+            "</figcaption></figure>")
+
+
+def _interactive(tables: StudyTables, metric: str, mode: str, log: Callable[[str], None]) -> str:
+    """The Plotly figures of :mod:`analysis.interactive`, by section; empty when none applies."""
+    from analysis.interactive import INTERACTIVE
+    sections: dict[str, list[str]] = {}
+    for spec in INTERACTIVE.values():
+        try:
+            fig = spec.fn(tables, metric=metric, mode=mode)
+            if fig is not None:
+                sections.setdefault(spec.section, []).append(_interactive_html(spec, fig))
+        except Exception as e:  # noqa: BLE001 - one broken figure must not cost the whole report
+            log(f"interactive figure {spec.name} failed: {type(e).__name__}: {e}")
+            sections.setdefault(spec.section, []).append(
+                f'<p class="notice">Figure {esc(spec.name)} could not be drawn: {esc(type(e).__name__)}: '
+                f"{esc(e)}</p>")
+    if not sections:
+        return ""
+    return ('<noscript><p class="notice">The interactive figures need JavaScript; the static figures at the end '
+            "of the page do not.</p></noscript>" +
+            "".join(f"<h2>{esc(section)}</h2>{''.join(parts)}" for section, parts in sections.items()))
+
+
+def fixed_settings(trials: pd.DataFrame) -> list[tuple[str, object]]:
+    """The ``config.*`` settings every trial shared (not swept, the seed aside), as (key, value); settings empty
+    in every trial are left out.
+
+    Example:
+        >>> fixed_settings(pd.DataFrame({"config.training.lr": [0.1, 0.01], "config.training.epochs": [5, 5]}))
+        [('training.epochs', 5)]
+    """
+    swept = set(swept_columns(trials))
+    out = []
+    for col in trials.columns:
+        if not col.startswith("config.") or col in swept or col in SEED_COLUMNS:
+            continue
+        present = trials[col].dropna()
+        if len(present):
+            value = present.iloc[0]
+            out.append((col.removeprefix("config."), value.item() if hasattr(value, "item") else value))
+    return out
+
+
+def _fixed_html(trials: pd.DataFrame) -> str:
+    rows = fixed_settings(trials)
+    if not rows:
+        return ""
+    body = "".join(f"<tr><th><code>{esc(k)}</code></th><td>{esc(_cli_value(v))}</td></tr>" for k, v in rows)
+    return ("<h2>Settings held fixed</h2><p>The study's settings that every trial shared (not swept).</p>"
+            f'<div class="wide"><table id="fixed-settings"><thead><tr><th>setting</th><th>value</th></tr></thead>'
+            f"<tbody>{body}</tbody></table></div>")
 
 
 def _preselect_html(study_dir) -> str:
@@ -442,25 +599,34 @@ def render(study_dir, log: Callable[[str], None] = lambda line: None) -> tuple[s
                   f"{int((trials['status'] == 'ERROR').sum())} errored): nothing to rank")
     if notice:
         parts.append(f'<p class="notice" id="notice">{esc(notice[0].upper() + notice[1:])}.</p>')
-    board = leaderboard(trials, metric, mode) if not ok.empty else None
+    board = leaderboard(trials, metric, mode, top=BOARD_ROWS) if not ok.empty else None
     parts += ["<h2>Summary</h2>", _summary(name, spec, trials, metric, mode, board)]
     parts.append(_preselect_html(study_dir))
     if board is not None:
         parts += [f"<h2>Leaderboard</h2><p>The best configurations by mean {esc(metric)} over seeds "
-                  f"(top {len(board)}).</p>", _leaderboard_html(board, trials, metric)]
+                  f"({'top ' if len(board) == BOARD_ROWS else ''}{len(board)}).</p>",
+                  _leaderboard_html(board, trials, metric)]
         winner = trials[trials["trial_id"] == board.loc[0, "best_trial"]].iloc[0]
         pretrained = _read_pretrained(folder) if folder else {}
         parts += ["<h2>Re-run the winner</h2>",
                   f"<p>Trial <code>{esc(winner['trial_id'])}</code>, standalone, without Ray:</p>",
-                  f'<pre><code id="rerun">{esc(rerun_command(winner, pretrained))}</code></pre>',
-                  _winner_metrics_html(winner),
-                  _figures(tables, metric, mode, log)]
+                  f'<pre><code id="rerun">{esc(rerun_command(winner, pretrained, spec.get("task")))}</code></pre>',
+                  '<p class="muted">Only the settings that apply to this trial are listed (its architecture, '
+                  "freezing strategy, optimizer and schedule); the others keep their defaults.</p>",
+                  _winner_metrics_html(winner), _fixed_html(trials)]
+        figures = _interactive(tables, metric, mode, log) + _figures(tables, metric, mode, log)
+        parts.append(figures or "<p>No figure applies to these results.</p>")
     if folder is not None:
         parts.append(_explanations_html(folder))
     parts.append(_errors_html(trials))
+    plotly_js = ""
+    if 'class="interactive"' in "".join(parts):   # the bundle once, inline: the page works offline
+        from plotly.offline import get_plotlyjs
+        plotly_js = f'<script charset="utf-8">{get_plotlyjs()}</script>'
     page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{esc(name)}: tlsweep report</title><style>{CSS}</style>"
-            f"<script>{CHECK_SCRIPT}</script></head><body>{''.join(parts)}</body></html>\n")
+            f"<title>{esc(name)}: tlsweep report</title><style>{CSS}</style><script>{ERROR_SCRIPT}</script>"
+            f"<script>{CHECK_SCRIPT}</script><script>{LEADERBOARD_SCRIPT}</script>{plotly_js}</head>"
+            f"<body>{''.join(parts)}</body></html>\n")
     return page, notice
 
 

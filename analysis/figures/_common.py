@@ -113,3 +113,25 @@ def text_color(rgba) -> str:
     """Black or white, whichever reads better on a cell of colour ``rgba``."""
     r, g, b = rgba[:3]
     return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
+
+
+def log_ticks(values: Sequence[float]) -> tuple[list[float], list[str]]:
+    """Labelled ticks of a log axis (a learning rate): the values themselves when a grid swept few of them, else
+    1-2-5 steps within the swept range (1-3 over more than 1.5 decades, decades alone over more than 2).
+
+    Example:
+        >>> log_ticks([1e-3, 3e-3, 1e-2])
+        ([0.001, 0.003, 0.01], ['1e-03', '3e-03', '1e-02'])
+    """
+    rates = np.unique(np.asarray(values, float))
+    if len(rates) <= 6:
+        ticks = rates.tolist()
+    else:
+        low, high = float(rates[0]), float(rates[-1])
+        decades = np.log10(high / low)
+        steps = (1,) if decades > 2 else (1, 3) if decades > 1.5 else (1, 2, 5)
+        ticks = [m * 10.0 ** e for e in range(int(np.floor(np.log10(low))), int(np.ceil(np.log10(high))) + 1)
+                 for m in steps if low / 1.5 <= m * 10.0 ** e <= high * 1.5]
+        if len(ticks) < 2:
+            ticks = [low, high]
+    return ticks, [f"{t:.0e}" for t in ticks]

@@ -11,7 +11,8 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from analysis.figures import figure
-from analysis.figures._common import ARCH, MAX_CURVES, colors, curves, fmt_value, metric_label, subsample
+from analysis.figures._common import (ARCH, MAX_CURVES, colors, curves, fmt_value, metric_label, ordered_labels,
+                                      subsample)
 
 
 def _flag(trials: pd.DataFrame, column: str) -> pd.Series:
@@ -63,9 +64,10 @@ def epochs_saved(trials: pd.DataFrame) -> int:
 
 @figure("asha", "Early stopping: validation curves of every trial", section="Early stopping")
 def asha(tables, metric: str = "val_acc", mode: str = "max") -> Optional[Figure]:
-    """Validation curves: trials stopped early in grey with an ``x`` at their last epoch, full-length finished
-    trials coloured by architecture, the rest (running, errored) dotted. At most 500 curves are drawn (a random
-    choice); the counts in the title cover every trial."""
+    """Validation curves coloured by architecture: full-length finished trials solid, trials stopped early
+    thin, faded and dashed with an ``x`` at their last epoch (in their architecture's colour), the rest
+    (running, errored) dotted. At most 500 curves are drawn (a random choice); the counts in the title cover
+    every trial."""
     trials, epochs = tables.trials, tables.epochs
     if trials.empty or epochs.empty or metric not in epochs.columns:
         return None
@@ -73,43 +75,47 @@ def asha(tables, metric: str = "val_acc", mode: str = "max") -> Optional[Figure]
     data = data[data["last_value"].notna()]
     if len(data) < 2:
         return None
-    archs = None
+    archs = pd.Series(dtype=object)
     if ARCH in trials.columns:
         archs = trials.drop_duplicates("trial_id").set_index("trial_id")[ARCH].map(fmt_value)
+    data = data.assign(arch=data["trial_id"].map(archs).fillna("all") if len(archs) else "all")
+    palette = colors(ordered_labels(data["arch"], None))
     full = data[~data["stopped_early"] & (data["status"] == "TERMINATED")]
     stopped = data[data["stopped_early"]]
     other = data[~data.index.isin(full.index) & ~data["stopped_early"]]
     share = MAX_CURVES / len(data)
-    fig = Figure(figsize=(8, 4.8), layout="constrained")
+    fig = Figure(figsize=(8, 5.4), layout="constrained")
     ax = fig.add_subplot()
-    handles = []
-    keep = subsample(stopped["trial_id"], max(1, int(len(stopped) * share)))
-    if keep:
-        ax.add_collection(LineCollection(curves(epochs, metric, keep), colors="0.55", lw=0.9, alpha=0.7,
-                                         zorder=2.5))
-        marks = stopped[stopped["trial_id"].isin(set(keep))]
-        ax.scatter(marks["last_epoch"], marks["last_value"], marker="x", color="0.25", s=24, zorder=3)
-        handles.append(Line2D([], [], color="0.6", marker="x", mec="0.35", label="stopped early"))
-    keep = subsample(other["trial_id"], max(1, int(len(other) * share)))
-    if keep:
-        ax.add_collection(LineCollection(curves(epochs, metric, keep), colors="tab:red", lw=0.8, alpha=0.5,
-                                         linestyles=":"))
-        handles.append(Line2D([], [], color="tab:red", ls=":", label="running / errored"))
-    keep = subsample(full["trial_id"], max(1, int(len(full) * share)))
-    if keep:
-        names = [archs.get(t, "all") if archs is not None else "all" for t in keep]
-        palette = colors(sorted(set(names)))
-        by_id = dict(zip(keep, names))
-        segments = curves(epochs, metric, keep)  # in trial_id order
-        ax.add_collection(LineCollection(segments, colors=[palette[by_id[t]] for t in sorted(by_id)], lw=1.3))
-        handles += [Line2D([], [], color=c, lw=2, label=f"{a} (full length)") for a, c in palette.items()]
+    arch_of = dict(zip(data["trial_id"], data["arch"]))
+
+    def draw(frame, **style):
+        keep = sorted(subsample(frame["trial_id"], max(1, int(len(frame) * share))))   # curves() sorts by id
+        if keep:
+            ax.add_collection(LineCollection(curves(epochs, metric, keep), colors=[palette[arch_of[t]] for t in keep],
+                                             **style))
+        return frame[frame["trial_id"].isin(set(keep))]
+
+    marks = draw(stopped, lw=0.9, alpha=0.45, linestyles="--", zorder=2)
+    if len(marks):
+        ax.scatter(marks["last_epoch"], marks["last_value"], marker="x", s=26, zorder=3, lw=1.2,
+                   color=[palette[a] for a in marks["arch"]])
+    draw(other, lw=0.8, alpha=0.6, linestyles=":")
+    draw(full, lw=1.4, zorder=2.6)
+    by_arch = [Line2D([], [], color=c, lw=2, label=a) for a, c in palette.items()]
+    handles = [Line2D([], [], color="0.3", lw=1.4, label="full length")]
+    if len(stopped):
+        handles.append(Line2D([], [], color="0.3", lw=0.9, ls="--", alpha=0.6, marker="x", label="stopped early"))
+    if len(other):
+        handles.append(Line2D([], [], color="0.3", lw=0.8, ls=":", label="running / errored"))
     ax.autoscale_view()
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric_label(metric))
     ax.grid(alpha=0.3)
-    # curves rise (or fall, for a loss) towards the top right: the opposite corner stays free for the legend
-    ax.legend(handles=handles, fontsize=8, loc="lower right" if mode == "max" else "upper right")
+    # below the axes (inside, they would cover curves): colour is the architecture, line style how the trial ended
+    fig.legend(handles=by_arch, fontsize=8, loc="outside lower left", ncols=-(-len(by_arch) // 3),
+               title="architecture", title_fontsize=8)
+    fig.legend(handles=handles, fontsize=8, loc="outside lower right", title="trial", title_fontsize=8)
     saved = epochs_saved(trials)
     run = int(trials["epochs_run"].sum()) if "epochs_run" in trials.columns else 0
     ax.set_title(f"{len(stopped)} of {len(data)} trials stopped early; {saved} epochs saved "

@@ -28,7 +28,7 @@ def _kind(values: pd.Series, column: str) -> Param:
             return Param(column, "int")
         return Param(column, "float")
     # strings, booleans, and numbers with gaps (a conditional field that did not apply): categories, n/a last
-    return Param(column, "categorical", ordered_labels(values.map(fmt_value), None))
+    return Param(column, "categorical", ordered_labels(values.map(fmt_value), column))   # strategies by training
 
 
 def swept_params(trials: pd.DataFrame, metric: str = "val_acc") -> tuple[pd.DataFrame, list[Param]]:

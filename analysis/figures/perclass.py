@@ -6,6 +6,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from analysis.aggregate import (FROM_SCRATCH, best_configuration, best_per_group, difference_interval,
@@ -17,8 +18,13 @@ from analysis.figures._common import (ARCH, STRATEGY, STRATEGY_ORDER, config_lab
 DECODER = "config.model.decoder"   # segmentation studies may sweep it
 
 PER_CLASS_VALUES = ("accuracy", "f1", "iou")   # drawn when the per_class table has them
-MAX_ROWS = 100          # classes shown (the hardest) in a heatmap
-ANNOTATE_CLASSES = 15
+MAX_ROWS = 200          # classes drawn in a heatmap (beyond: the hardest, still in label order)
+ROW_INCHES = 0.2        # height of one class row: room for an 8 pt label whatever the number of classes
+MAX_WIDTH = 10.5        # inches: the report's column at 100 dpi (1100 px), so the page never shrinks the figure
+FONT = 8                # pt, the smallest text of the figure
+MIN_CELL, MAX_CELL = 0.2, 0.7   # inches per configuration column: a 90-degree 8 pt label needs 0.2
+ANNOTATE_CLASSES, ANNOTATE_CELL = 40, 0.42   # values written in cells this wide (a "0.85" at 8 pt) and no more rows
+TALL_CLASSES = 40       # beyond this many rows, configuration names above the panels too
 
 
 def class_rows(per_class: pd.DataFrame, trial_ids, split: str = "val") -> pd.DataFrame:
@@ -57,16 +63,19 @@ def _configurations(trials: pd.DataFrame, metric: str, mode: str) -> pd.DataFram
 
 
 def per_class_matrix(tables, value: str = "accuracy", metric: str = "val_acc", mode: str = "max",
-                     split: str = "val") -> pd.DataFrame:
+                     split: str = "val", order: str = "label") -> pd.DataFrame:
     """Per-class ``value`` on ``split`` (``val`` or ``test``) of the best trial of each architecture x strategy
     group (chosen by the validation ``metric`` whatever the split).
 
-    Rows are class names sorted by difficulty, hardest first (lowest mean over the columns; ties in class
-    order); columns are ``"arch / strategy"`` labels. Empty when the study has no per-class rows for ``value``.
+    Rows are class names in the data set's label order (``class_index``, as the trainer stored it) or, with
+    ``order="hardest"``, by difficulty, hardest first (lowest mean over the columns; ties in label order);
+    columns are ``"arch / strategy"`` labels. Empty when the study has no per-class rows for ``value``.
 
     Example:
         >>> per_class_matrix(load("results/quickstart"), "f1")     # doctest: +SKIP
     """
+    if order not in ("label", "hardest"):
+        raise ValueError(f"order: {order!r} is not 'label' or 'hardest'")
     pc = tables.per_class
     if pc.empty or value not in pc.columns:
         return pd.DataFrame()
@@ -80,20 +89,24 @@ def per_class_matrix(tables, value: str = "accuracy", metric: str = "val_acc", m
     matrix = rows.groupby(["class_name", "label"])[value].first().unstack("label")
     matrix = matrix[[c for c in configs["label"] if c in matrix.columns]]
     index = rows["class_index"] if "class_index" in rows.columns else pd.Series(0, index=rows.index)
-    order = index.groupby(rows["class_name"]).min().reindex(matrix.index)
-    difficulty = pd.DataFrame({"mean": matrix.mean(axis=1), "index": order})
-    matrix = matrix.loc[difficulty.sort_values(["mean", "index"], kind="mergesort").index]
+    index = pd.to_numeric(index, errors="coerce")
+    keys = pd.DataFrame({"index": index.groupby(rows["class_name"]).min().reindex(matrix.index),
+                         "mean": matrix.mean(axis=1), "name": matrix.index})
+    by = ["mean", "index", "name"] if order == "hardest" else ["index", "name"]
+    matrix = matrix.loc[keys.sort_values(by, kind="mergesort", na_position="last").index]
     matrix.index.name, matrix.columns.name = "class_name", "configuration"
     return matrix
 
 
 @figure("per_class_heatmaps", "Per-class results of the best configurations", section="Per class")
 def per_class_heatmaps(tables, metric: str = "val_acc", mode: str = "max", split: str = "val") -> Optional[Figure]:
-    """Class x configuration heatmaps of per-class accuracy, F1 and (segmentation) IoU, one subplot each, on
+    """Class x configuration heatmaps of per-class accuracy, F1 and (segmentation) IoU, one panel each, on
     ``split`` (``val`` or ``test``; None when the study has no per-class rows of that split).
 
-    Rows follow the accuracy matrix's order (hardest first) in every subplot; with more than 100 classes only
-    the 100 hardest are drawn.
+    Classes run down the rows in label order, a fixed height each, so the figure grows taller with the classes
+    and every label stays at 8 pt; the width never exceeds the report's column (panels stack when the
+    configurations do not fit side by side). Each panel's colours span its own values (:func:`colour_range`).
+    With more than 200 classes only the 200 hardest are drawn, still in label order.
     """
     matrices = {v: per_class_matrix(tables, v, metric, mode, split) for v in PER_CLASS_VALUES}
     matrices = {v: m for v, m in matrices.items() if not m.empty}
@@ -101,42 +114,77 @@ def per_class_heatmaps(tables, metric: str = "val_acc", mode: str = "max", split
         return None
     first = next(iter(matrices.values()))
     total = len(first)
-    shown = first.index[:MAX_ROWS]
-    rows, cols = len(shown), first.shape[1]
-    annotate = rows <= ANNOTATE_CLASSES and cols <= 12
+    shown = first.index
+    if total > MAX_ROWS:
+        hardest = set(first.mean(axis=1).sort_values(kind="mergesort").index[:MAX_ROWS])
+        shown = pd.Index([c for c in first.index if c in hardest], name=first.index.name)
+    rows, cols, n = len(shown), first.shape[1], len(matrices)
+    left = 0.06 * max(len(str(c)) for c in shown) + 0.6            # class names and the axis label
+    room = MAX_WIDTH - left - 0.3
+    side = n if room / (n * cols) >= MIN_CELL else 1               # panels side by side, else one above the other
+    cell = min(MAX_CELL, room / (side * cols) - 0.3 / cols)
     longest = max(len(str(c)) for c in first.columns)
-    rotation = 90 if longest > 10 else 0
-    label_height = 0.075 * longest if rotation else 0.3
-    panel_w, panel_h = 0.75 * cols + 1.6, 0.28 * rows + 0.8
-    stacked = cols > 10 and len(matrices) > 1   # many configurations: panels one above the other
-    if stacked:
-        size = (panel_w + 2.2, max(3.0, len(matrices) * panel_h + label_height + 0.8))
-    else:
-        size = (len(matrices) * panel_w + 2.2, max(3.0, panel_h + label_height + 0.8))
+    rotation = 90 if cell * 13 < longest else 0                   # about 13 characters of 8 pt per inch
+    below = 0.06 * longest + 0.2 if rotation else 0.3
+    tall = rows > TALL_CLASSES                                     # configuration names above the panel too
+    panel_h = rows * ROW_INCHES
+    band_h = panel_h + below + (below if tall else 0) + 0.75       # + colour bar and its label
+    stack = -(-n // side)
+    size = (left + side * (cols * cell + 0.3) + 0.3, stack * band_h + 0.5)
     fig = Figure(figsize=size, layout="constrained")
-    grid = (len(matrices), 1) if stacked else (1, len(matrices))
-    axes = fig.subplots(*grid, sharex=stacked, sharey=True, squeeze=False).ravel()
-    cmap = colormaps["RdYlGn"]
-    for ax, (value, matrix) in zip(axes, matrices.items()):
-        matrix = matrix.reindex(index=shown, columns=first.columns)
-        data = matrix.to_numpy(float)
-        image = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, vmin=0, vmax=1, aspect="auto")
+    grid = fig.add_gridspec(2 * stack, side, height_ratios=[0.14, panel_h] * stack)
+    annotate = rows <= ANNOTATE_CLASSES and cell >= ANNOTATE_CELL
+    cmap = colormaps["viridis"]
+    axes = []
+    for k, (value, matrix) in enumerate(matrices.items()):
+        r, c = divmod(k, side)
+        ax = fig.add_subplot(grid[2 * r + 1, c], sharey=axes[0] if axes else None)
+        axes.append(ax)
+        data = matrix.reindex(index=shown, columns=first.columns).to_numpy(float)
+        low, high = colour_range(data)
+        norm = Normalize(low, high)
+        image = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, norm=norm, aspect="auto", interpolation="none")
         if annotate:
             for i, j in zip(*np.nonzero(np.isfinite(data))):
-                ax.text(j, i, f"{data[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                        color=text_color(cmap(data[i, j])))
-        ax.set_xticks(range(cols), matrix.columns, rotation=rotation, fontsize=8)
-        ax.tick_params(axis="x", labelbottom=not stacked or ax is axes[-1])
-        ax.set_yticks(range(rows), shown, fontsize=8 if rows <= 40 else 6)
-        ax.tick_params(axis="y", labelleft=stacked or ax is axes[0])
-        ax.set_ylabel("class (hardest first)" if stacked or ax is axes[0] else "")
-        ax.set_title(value if value != "iou" else "IoU")
-    fig.colorbar(image, ax=list(axes), shrink=0.8)
-    note = f" ({rows} hardest of {total} classes)" if total > rows else ""
+                ax.text(j, i, f"{data[i, j]:.2f}", ha="center", va="center", fontsize=FONT,
+                        color=text_color(cmap(norm(data[i, j]))))
+        ax.set_xticks(range(cols), first.columns, rotation=rotation, fontsize=FONT)
+        ax.tick_params(axis="x", top=tall, labeltop=tall)
+        ax.set_yticks(range(rows), shown, fontsize=FONT)
+        ax.tick_params(axis="y", labelleft=c == 0, length=2)
+        ax.set_ylabel("class (label order)" if c == 0 else "", fontsize=FONT + 1)
+        finite = data[np.isfinite(data)]
+        extend = {(False, False): "neither", (True, False): "min", (False, True): "max", (True, True): "both"}[
+            (bool((finite < low).any()), bool((finite > high).any()))]
+        bar = fig.colorbar(image, cax=fig.add_subplot(grid[2 * r, c]), orientation="horizontal", extend=extend)
+        bar.ax.tick_params(labelsize=FONT)
+        name = value if value != "iou" else "IoU"
+        bar.ax.set_title(f"{name} (colours: {low:.2f} to {high:.2f})", fontsize=FONT + 2)
+    note = f" ({rows} hardest of {total} classes, in label order)" if total > rows else ""
     words = {"val": "validation", "test": "test"}.get(split, split)
     chosen = " (chosen on validation)" if split != "val" else ""
-    fig.suptitle(f"Per-class {words} results of the best trial per configuration{chosen}{note}")
+    fig.suptitle(f"Per-class {words} results of the best trial per configuration{chosen}{note}", fontsize=11)
     return fig
+
+
+def colour_range(data: np.ndarray) -> tuple[float, float]:
+    """The colour limits of a heatmap: the 2nd to 98th percentile of its finite values (their min and max with
+    fewer than 50 values), widened to 0.05 when the values hardly differ; (0, 1) when there are none.
+
+    Example:
+        >>> colour_range(np.array([[0.8, 0.9], [np.nan, 0.85]]))
+        (0.8, 0.9)
+    """
+    finite = np.asarray(data, float)
+    finite = finite[np.isfinite(finite)]
+    if not len(finite):
+        return 0.0, 1.0
+    low, high = ((float(finite.min()), float(finite.max())) if len(finite) < 50
+                 else tuple(float(v) for v in np.percentile(finite, [2, 98])))
+    if high - low < 0.05:
+        mid = (low + high) / 2
+        low, high = mid - 0.025, mid + 0.025
+    return low, high
 
 
 @figure("per_class_heatmaps_test", "Per-class test results of the best configurations (chosen on validation)",
@@ -216,7 +264,7 @@ def per_class_gain(tables, metric: str = "val_acc", mode: str = "max", split: st
     if table.empty:
         return None
     n = len(table)
-    fig = Figure(figsize=(7.5, max(3.0, 0.24 * min(n, 120) + 1.8)), layout="constrained")
+    fig = Figure(figsize=(7.5, max(3.0, ROW_INCHES * min(n, MAX_ROWS) + 1.8)), layout="constrained")
     ax = fig.add_subplot()
     y = np.arange(n)[::-1]
     ci = table["ci"].to_numpy(float)
@@ -224,8 +272,9 @@ def per_class_gain(tables, metric: str = "val_acc", mode: str = "max", split: st
     ax.barh(y, table["gain"], color=np.where(table["gain"] >= 0, "tab:green", "tab:red"),
             xerr=np.where(np.isfinite(ci), ci, 0.0) if has_ci else None, ecolor="0.25", capsize=2 if n <= 40 else 0)
     ax.axvline(0, color="0.2", lw=0.8)
-    if n <= 120:
-        ax.set_yticks(y, table["class_name"], fontsize=8 if n <= 40 else 6)
+    ax.set_ylim(-0.6, n - 0.4)   # no empty margin of rows above the first class
+    if n <= MAX_ROWS:   # a fixed height per class keeps every label at 8 pt
+        ax.set_yticks(y, table["class_name"], fontsize=FONT)
     else:
         ax.set_yticks([])
     words = {"val": "validation", "test": "test"}.get(split, split)

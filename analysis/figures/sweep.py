@@ -6,11 +6,13 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
 from analysis.aggregate import finished
 from analysis.figures import figure
-from analysis.figures._common import (ARCH, FREEZE, FROZEN, LR, STRATEGY, colors, fmt_value, metric_label,
-                                      ordered_labels, better)
+from analysis.figures._common import (ARCH, FREEZE, FROZEN, LR, STRATEGY, colors, fmt_value, log_ticks,
+                                      metric_label, ordered_labels, better)
 
 MAX_LR_POINTS = 12   # beyond this many distinct learning rates (random search), the best line uses log bins
 
@@ -93,8 +95,9 @@ def metric_vs_freeze_depth(tables, metric: str = "val_acc", mode: str = "max") -
 
 @figure("metric_vs_lr", "Sensitivity to the learning rate")
 def metric_vs_lr(tables, metric: str = "val_acc", mode: str = "max") -> Optional[Figure]:
-    """Every finished trial as a point (x = learning rate, log scale), one colour per strategy, a line through
-    the best trial per learning rate (per log-spaced bin when the rates were drawn at random)."""
+    """One panel per architecture (shared y axis): every finished trial as a point (x = learning rate, log
+    scale), one colour per strategy, a line through the best trial per learning rate (per log-spaced bin when
+    the rates were drawn at random). Every x tick is labelled; the legend sits below the panels."""
     col = f"best_{metric}"
     ok = finished(tables.trials, metric)
     if LR not in ok.columns:
@@ -103,8 +106,9 @@ def metric_vs_lr(tables, metric: str = "val_acc", mode: str = "max") -> Optional
     ok = ok[ok["_x"] > 0]
     if ok["_x"].nunique() < 2:
         return None
-    ok = ok.assign(_group=_labels(ok, STRATEGY))
+    ok = ok.assign(_group=_labels(ok, STRATEGY), _arch=_labels(ok, ARCH))
     groups = ordered_labels(ok["_group"], STRATEGY)
+    archs = ordered_labels(ok["_arch"], None)
     palette = colors(groups)
     logx = np.log10(ok["_x"])
     if ok["_x"].nunique() > MAX_LR_POINTS:
@@ -112,19 +116,39 @@ def metric_vs_lr(tables, metric: str = "val_acc", mode: str = "max") -> Optional
         ok = ok.assign(_bin=np.digitize(logx, edges))
     else:
         ok = ok.assign(_bin=ok["_x"])
-    fig = Figure(figsize=(6.5, 4.2), layout="constrained")
-    ax = fig.add_subplot()
-    for group in groups:
-        one = ok[ok["_group"] == group]
-        ax.scatter(one["_x"], one[col], s=10, alpha=0.3, color=palette[group])
-        line = _best_by(one, "_bin", col, mode).sort_values("_x")
-        ax.plot(line["_x"], line[col], "-o", color=palette[group], label=group, ms=4)
-    ax.set_xscale("log")
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel(f"best {metric_label(metric)}")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, title="strategy")
-    ax.set_title(f"{metric_label(metric)} vs learning rate ({len(ok)} trials; line: best per lr)")
+    ncols = min(3, len(archs))
+    nrows = -(-len(archs) // ncols)
+    fig = Figure(figsize=(3.3 * ncols + 0.5, 2.7 * nrows + 1.0), layout="constrained")
+    axes = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False).ravel()
+    ticks, labels = log_ticks(ok["_x"])
+    for ax, arch in zip(axes, archs):
+        mine = ok[ok["_arch"] == arch]
+        for group in groups:
+            one = mine[mine["_group"] == group]
+            if one.empty:
+                continue
+            ax.scatter(one["_x"], one[col], s=10, alpha=0.3, color=palette[group])
+            line = _best_by(one, "_bin", col, mode).sort_values("_x")
+            ax.plot(line["_x"], line[col], "-o", color=palette[group], ms=4)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_major_formatter(FixedFormatter(labels))
+        ax.xaxis.set_minor_locator(NullLocator())   # an unlabelled tick reads as a missing label
+        ax.tick_params(axis="x", labelbottom=True, labelsize=8)
+        ax.grid(alpha=0.3)
+        ax.set_title(f"{arch} ({len(mine)} trials)", fontsize=10)
+    for ax in axes[len(archs):]:
+        ax.set_visible(False)
+    for i, ax in enumerate(axes[:len(archs)]):
+        if i % ncols == 0:
+            ax.set_ylabel(f"best {metric_label(metric)}")
+        if i + ncols >= len(archs):   # no panel below: this one carries the axis name
+            ax.set_xlabel("learning rate (log scale)", fontsize=9)
+    handles = [Line2D([], [], color=palette[g], marker="o", ms=4, label=g) for g in groups]
+    handles.append(Line2D([], [], color="0.4", marker="o", ls="none", alpha=0.3, ms=4, label="one trial"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), fontsize=8,
+               title="strategy (line: best trial per learning rate)", title_fontsize=8)
+    fig.suptitle(f"{metric_label(metric)} vs learning rate, per architecture ({len(ok)} finished trials)")
     return fig
 
 

@@ -136,7 +136,7 @@ def test_asha_data_marks_exactly_the_stopped_trials(rich):
     assert str(len(stopped)) in FIGURES["asha"].fn(rich).axes[0].get_title()
 
 
-def test_per_class_matrix_is_the_per_class_accuracy_of_the_best_trials_hardest_first(rich):
+def test_per_class_matrix_is_the_per_class_accuracy_of_the_best_trials_in_label_order(rich):
     matrix = per_class_matrix(rich)
     trials = rich.trials
     assert len(matrix.columns) == 2 * 3 + 1
@@ -146,8 +146,11 @@ def test_per_class_matrix_is_the_per_class_accuracy_of_the_best_trials_hardest_f
         best = _best(trials, arch=arch, strategy=strategy)
         rows = rich.per_class[rich.per_class["trial_id"] == best["trial_id"]].set_index("class_name")["accuracy"]
         pd.testing.assert_series_equal(matrix[label], rows.reindex(matrix.index), check_names=False)
-    means = matrix.mean(axis=1).to_numpy()
-    assert (np.diff(means) >= 0).all() and matrix.index[0] == "bird"
+    assert list(matrix.index) == list(CLASSES)                     # class_index order, not names or difficulty
+    hardest = per_class_matrix(rich, order="hardest")
+    means = hardest.mean(axis=1).to_numpy()
+    assert (np.diff(means) >= 0).all() and hardest.index[0] == "bird"
+    pd.testing.assert_frame_equal(hardest, matrix.loc[hardest.index])
     assert list(matrix.columns[:3]) == ["mobilenetv3_small_100 / linear_probe", "mobilenetv3_small_100 / partial",
                                         "mobilenetv3_small_100 / full"]
 
