@@ -32,6 +32,7 @@ test: setup
 test-slow: setup
 	$(PY) -m pytest -q --durations=10 -m slow tests
 
+# bench/peers.py (the quickstart as plain Ray Tune, tuned Ray Tune, Optuna and tlsweep, 3 repeats) is in this loop
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 

@@ -107,7 +107,9 @@ class Peak:
 def study(root: Path, share: bool, trials: int, epochs: int, size: int, steps=None):
     return study_from_dict({
         "name": f"share_{str(share).lower()}",
-        "data": {"name": "imagefolder", "root": str(root), "image_size": size, "share": share},
+        # decoded_cache off: every unshared trial decodes, as before the disk cache (bench/decode_cache.py has it)
+        "data": {"name": "imagefolder", "root": str(root), "image_size": size, "share": share,
+                 "decoded_cache": False},
         "model": {"arch": "scratch_cnn", "conv_layers": 2, "first_layer_filters": 8, "dense_units": 32},
         "training": {"epochs": epochs, "batch_size": 128, "lr": {"grid": [0.001 + i * 1e-4 for i in range(trials)]},
                      "max_steps_per_epoch": steps},

@@ -6,7 +6,9 @@ epoch's, by the trial's objective (the study's metric), which the checkpoint kee
 A study folder holds one Tune trial folder per trial (``run_trial_<trial_id>_<n>_<tag>_<date>/``), each with
 ``checkpoint_<k>/state.pt`` written by ``orchestrator.trainable.TuneCheckpoints``; ``tlsweep train
 --checkpoint-dir`` writes ``ckpt-<epoch>.pt`` files with the same state. Every state carries the trial's
-config, class names, image size, mean and std, so nothing else is needed to explain or predict.
+config, class names, image size, mean and std; a checkpoint of a pretrained model whose backbone stayed (partly)
+frozen holds only the tensors that changed, and its base is rebuilt from the pretrained weights it names (the
+ImageNet cache or the ``file:`` checkpoint must be readable here: trainables.checkpoint_delta).
 
 Example:
     >>> tm = load_trial("results/quickstart", "best")              # doctest: +SKIP
@@ -27,10 +29,10 @@ import torch
 from torch import nn
 
 from trainables.config import TrainingConfig, TrialConfig, trial_config
-from trainables.errors import ConfigError, DataError, suggest
+from trainables.errors import ConfigError, DataError, WeightsError, suggest
 from trainables.models import ModelBundle, build_model
 from trainables.transforms import Preprocess
-from trainables.trial_state import best_state
+from trainables.checkpoint_delta import BASE_KEY, best_weights, full_weights, is_delta
 
 EPOCHS = ("best", "last")
 
@@ -150,18 +152,30 @@ def load_checkpoint(path: str | Path, device: Optional[torch.device] = None, epo
     missing = [k for k in ("model", "class_names") if k not in state]
     if missing:
         raise DataError(f"{ckpt}: not a tlsweep checkpoint (missing {', '.join(missing)})")
-    # The weights come from the checkpoint: never fetch ImageNet or re-read a pretraining file. Training
-    # settings play no part in inference: those this version does not know (older or newer) are left out.
+    # A full checkpoint holds every weight: never fetch ImageNet or re-read a pretraining file. A delta one
+    # (trainables.checkpoint_delta) holds what changed from its pretrained base: the base is rebuilt from the
+    # weights it names and checked against its digest. Training settings play no part in inference: those this
+    # version does not know (older or newer) are left out.
     known = {f.name for f in dataclasses.fields(TrainingConfig)}
-    tree = {**tree, "model": {**tree.get("model", {}), "weights": "none"},
+    weights = state[BASE_KEY].get("weights") if is_delta(state) else "none"
+    tree = {**tree, "model": {**tree.get("model", {}), "weights": weights},
             "training": {k: v for k, v in (tree.get("training") or {}).items() if k in known}}
     cfg = trial_config(tree)
     names = [str(c) for c in state["class_names"]]
-    bundle = build_model(cfg.model, len(names), cfg.data.image_size)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)  # as the trial built it
+            bundle = build_model(cfg.model, len(names), cfg.data.image_size)
+    except (WeightsError, ConfigError) as e:
+        if not is_delta(state):
+            raise
+        raise DataError(f"{ckpt}: holds only the weights that changed from its base; rebuilding that base failed "
+                        f"({e})") from None
+    full = full_weights(state, bundle.model.state_dict, str(ckpt))
     best = state.get("best") if isinstance(state.get("best"), dict) else {}
     use_best = epoch == "best" and ("best_model" in state or best.get("epoch") == state.get("epoch"))
     try:
-        bundle.model.load_state_dict(best_state(state) if use_best else state["model"])
+        bundle.model.load_state_dict(best_weights(state, full) if use_best else full)
     except RuntimeError as e:
         raise DataError(f"{ckpt}: weights do not fit {cfg.model.arch} ({str(e).splitlines()[0]})") from None
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")

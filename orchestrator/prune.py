@@ -7,7 +7,9 @@ ended none of that is needed: ``explain`` / ``predict`` / ``export`` read ``mode
 epoch's tensors that differ from ``model``: trainables.trial_state), so of a TERMINATED trial only the newest
 ``keep`` checkpoint folders stay, and their ``state.pt`` is rewritten without ``optimizer`` and ``scaler``
 (atomically: a temporary file, then a rename). On the quickstart that takes a resnet18 trial from two 127 MB
-checkpoints to one of 43-86 MB.
+checkpoints to one of 43-86 MB. The weights stay as the trial wrote them: a delta checkpoint (only the tensors
+that changed from the pretrained base, plus its ``base`` record: trainables.checkpoint_delta) stays one, and its
+readers get the full weights from ``trainables.checkpoint_delta.full_weights``.
 
 When: at the end of the experiment, after Tune's last experiment snapshot (which records the trials as
 TERMINATED), so a driver killed at any moment leaves a study that ``tlsweep resume`` continues: a trial the

@@ -18,6 +18,7 @@ from ray import tune
 
 from orchestrator import data_share
 from orchestrator import faults
+from orchestrator import trial_memory
 from orchestrator.space import resolve
 from orchestrator.weights_share import Shipped, with_weights
 from search_spaces.sections import ResourceSpec
@@ -87,6 +88,13 @@ def run_trial(config: dict, *, base: dict, task: str, pretrained: Optional[Shipp
               cpus_per_trial: float = 1.0, resources: Optional[ResourceSpec] = None,
               objective: Optional[tuple[str, str]] = None) -> None:
     """Tune entry point (wrapped with ``tune.with_parameters`` and ``tune.with_resources``)."""
+    with trial_memory.around(TuneCheckpoints.trial_id()):  # a reused process hands back what the trial freed
+        _run_trial(config, base=base, task=task, pretrained=pretrained, cpus_per_trial=cpus_per_trial,
+                   resources=resources, objective=objective)
+
+
+def _run_trial(config: dict, *, base: dict, task: str, pretrained: Optional[Shipped | dict],
+               cpus_per_trial: float, resources: Optional[ResourceSpec], objective: Optional[tuple[str, str]]) -> None:
     import torch
     from trainables.loop import train
     trial = with_objective(resolve(base, config), task, objective)

@@ -6,12 +6,15 @@ import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-# the frozen-feature cache of every test (and of the Ray workers they start) lives in a fresh folder, never the user's
+# the frozen-feature and decoded caches of every test (and of the Ray workers they start) live in fresh folders,
+# never the user's
 # (once per test session: test modules, and the processes they spawn, import this file again as tests.conftest)
 if not os.environ.get("TLSWEEP_TEST_SESSION"):
     os.environ["TLSWEEP_TEST_SESSION"] = "1"
     os.environ["TLSWEEP_FEATURE_CACHE"] = tempfile.mkdtemp(prefix="tlsweep-test-features-")
     atexit.register(shutil.rmtree, os.environ["TLSWEEP_FEATURE_CACHE"], True)
+    os.environ["TLSWEEP_DECODED_CACHE"] = tempfile.mkdtemp(prefix="tlsweep-test-decoded-")  # trainables.decoded_cache
+    atexit.register(shutil.rmtree, os.environ["TLSWEEP_DECODED_CACHE"], True)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -36,7 +36,11 @@ def write_atomic(state: dict, path: Path) -> None:
 
 
 def read(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """A checkpoint's state; ``read_from`` names the file (errors about it say which)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict):
+        state["read_from"] = str(path)
+    return state
 
 
 class DirCheckpoints:

@@ -38,6 +38,7 @@ class DataConfig:
     memory_limit_mb: int = 2048         # image folders decoded into memory up to this size
     on_bad_image: str = "error"         # ON_BAD_IMAGE: an unreadable image file stops the trial or is left out
     share: bool = True                  # under Ray: decode once per node, trials read it from the object store
+    decoded_cache: bool = True          # image folders: keep decoded pixels on disk for later trials and studies
     ignore_index: int = 255             # segmentation: mask value left out of the loss and the metrics
     num_classes: Optional[int] = None   # segfolder: mask classes (default: classes.txt, or largest value + 1)
     sample_images: int = 4              # segmentation: first val images whose predictions are reported as PNGs

@@ -6,8 +6,12 @@
 ``best_model``; ``ensure_phase`` then sets ``plan``, ``frozen_bn``, ``opt``, ``sched`` and ``scaler`` and calls
 ``on_new_phase``.
 
-A checkpoint holds the current weights (``model``) and the best epoch's as the tensors that differ from them
-(``best_model``; nothing when the best epoch is the checkpoint's own): :func:`best_state` rebuilds them.
+A checkpoint holds the current weights as the tensors that differ from the trial's base (``model``, with a
+``base`` record naming what it left out: :mod:`trainables.checkpoint_delta`; all of them for a random-init model
+or once full fine-tuning has moved every tensor) and the best epoch's as the tensors that differ from the current
+weights (``best_model``; nothing when the best epoch is the checkpoint's own): :func:`best_state` rebuilds them.
+The base is the model as built, snapshotted before the first phase starts or before restoring; restoring rebuilds
+it the same way (the Trainer builds its model before it restores) and checks its digest.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import contextlib
 
 import torch
 
+from trainables.checkpoint_delta import Base, best_weights, full_weights
 from trainables.freezing import Plan, apply_plan, param_groups
 from trainables.optim import Schedule, build_optimizer
 
@@ -35,6 +40,7 @@ class Resumable:
         if self.plan is not None and plan.phase == self.plan.phase:
             return False
         t = self.cfg.training
+        self._base()  # the first phase: the model is still as built
         self.plan = plan
         self.frozen_bn = apply_plan(self.model, plan)
         self.opt = build_optimizer(param_groups(self.model, plan, t.lr), t)
@@ -56,9 +62,17 @@ class Resumable:
         return torch.autocast(self.device.type, dtype=self.amp)
 
     # ---- checkpoint state ------------------------------------------------------------------------------------
+    def _base(self) -> Base:
+        """The model as built (its pretrained tensors), taken the first time it is asked for."""
+        if getattr(self, "base", None) is None:
+            self.base = Base.of(self.model, self.bundle.head, self.cfg.model.weights)
+        return self.base
+
     def state(self, epoch: int, metrics: dict) -> dict:
+        current = self.model.state_dict()
+        model, base = self._base().split(current)
         state = {
-            "epoch": epoch, "phase": self.plan.phase, "model": self.model.state_dict(),
+            "epoch": epoch, "phase": self.plan.phase, "model": model,
             "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "loader": self.gen.get_state()},
@@ -71,12 +85,15 @@ class Resumable:
         }
         if torch.cuda.is_available():
             state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+        if base is not None:
+            state["base"] = base
         if self.best_model is not None:
-            state["best_model"] = changed(self.best_model, state["model"])
+            state["best_model"] = changed(self.best_model, current)
         return state
 
     def restore(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
+        full = full_weights(state, self._base().tensors, state.get("read_from", "the checkpoint to resume from"))
+        self.model.load_state_dict(full)
         self.start_epoch = int(state["epoch"])
         self.ensure_phase(self.start_epoch)
         if state["phase"] == self.plan.phase:  # at a phase switch the new phase starts a fresh optimizer
@@ -92,7 +109,7 @@ class Resumable:
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.best = dict(state["best"])
-        self.best_model = best_state(state)
+        self.best_model = best_weights(state, full)  # read-only: the base's tensors are shared, never written
 
     # ---- the best epoch's weights (evaluated on the test split at the end) ----------------------------------
     @property
@@ -126,7 +143,8 @@ def changed(best: dict, current: dict) -> dict:
             if k not in current or v.shape != current[k].shape or not torch.equal(v, current[k].cpu())}
 
 
-def best_state(state: dict) -> dict:
-    """The best epoch's full weights of a checkpoint (its own weights when that epoch is the checkpoint's)."""
-    model = state["model"]
-    return {**model, **(state.get("best_model") or {})}
+def best_state(state: dict, full: dict | None = None) -> dict:
+    """The best epoch's full weights of a checkpoint (its own weights when that epoch is the checkpoint's);
+    ``full``: the checkpoint's own full weights (:func:`trainables.checkpoint_delta.full_weights`), needed for a
+    delta checkpoint."""
+    return best_weights(state, full_weights(state, None) if full is None else full)

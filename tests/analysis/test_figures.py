@@ -4,7 +4,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.figure import Figure
 
 from analysis.figures import FIGURES, save_all
 from analysis.figures.asha import asha_data, epochs_saved

@@ -174,7 +174,37 @@ def test_nodes_get_the_repository_and_install_it(name):
     submit = _submit_module()
     assert config["file_mounts"] == {submit.REPO_ON_NODE: ".", TOKEN_FILE: TOKEN_FILE}
     assert ".gitignore" in config["rsync_filter"], "keep .venv, results and data out of the copy"
-    assert any(re.search(r"pip install .*-e ~/tlsweep\b", c) for c in config["setup_commands"])
+    setup = config["setup_commands"]
+    if name == "local.yaml":   # cluster/node_setup.sh installs, from the repository copy
+        assert any(c.endswith(" sh ~/tlsweep/cluster/node_setup.sh") for c in setup)
+        setup = [line.replace('"$REPO"', "~/tlsweep") for line in (CLUSTER / "node_setup.sh").read_text().splitlines()]
+    assert any(re.search(r"pip\"? install .*-e ~/tlsweep\b", c) for c in setup)
+
+
+def _node_setup(home: Path, **env) -> subprocess.CompletedProcess:
+    (home / "tlsweep").mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["sh", str(CLUSTER / "node_setup.sh")], capture_output=True, text=True, timeout=300,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(home), **env})
+
+
+def test_node_setup_reuses_an_installed_venv(tmp_path):
+    """TLSWEEP_NODE_VENV: ~/tlsweep-venv becomes that venv, nothing is installed; a second run changes nothing."""
+    for _ in range(2):
+        done = _node_setup(tmp_path, TLSWEEP_NODE_VENV=sys.prefix)
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / "tlsweep-venv").resolve() == Path(sys.prefix).resolve()
+        assert (tmp_path / ".bashrc").read_text() == "source ~/tlsweep-venv/bin/activate\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".bashrc", "tlsweep", "tlsweep-venv"]
+
+
+@pytest.mark.parametrize("env, named", [({"TLSWEEP_NODE_VENV": "/nonexistent/venv"}, "TLSWEEP_NODE_VENV=/nonexistent"),
+                                        ({"TLSWEEP_NODE_VENV": sys.prefix, "TLSWEEP_WHEELHOUSE": "/w"},
+                                         "TLSWEEP_NODE_VENV and TLSWEEP_WHEELHOUSE"),
+                                        ({"TLSWEEP_WHEELHOUSE": "/nonexistent/wheels"}, "TLSWEEP_WHEELHOUSE=")])
+def test_node_setup_names_a_wrong_variable(tmp_path, env, named):
+    done = _node_setup(tmp_path, **env)
+    assert done.returncode == 2 and done.stderr.startswith(named) and len(done.stderr.splitlines()) == 1, done
+    assert not (tmp_path / "tlsweep-venv").is_symlink()
 
 
 def test_shared_storage_is_explained_at_the_top():

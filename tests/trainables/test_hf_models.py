@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from trainables.checkpoint import DirCheckpoints
+from trainables.checkpoint_delta import checkpoint_weights
 from trainables.classification import train
 from trainables.config import ModelConfig
 from trainables.errors import ConfigError
@@ -67,7 +68,7 @@ def _trained(path, tmp_path, strategy: str, tiny):
     rows = []
     train(tiny(model=model_cfg, training={"epochs": 1, "max_steps_per_epoch": 4, "lr": 1e-2}), rows.append,
           DirCheckpoints(tmp_path / "ckpt"))
-    state = DirCheckpoints(tmp_path / "ckpt").latest()["model"]
+    state = checkpoint_weights(DirCheckpoints(tmp_path / "ckpt").latest())  # full weights of a delta checkpoint
     plan = STRATEGIES.get(strategy)(src, ModelConfig(strategy=strategy, freeze_depth=0.5), 0)
     return rows, src, state, plan
 

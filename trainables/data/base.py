@@ -3,12 +3,13 @@
 A source module returns a :class:`RawData` (splits of in-memory uint8 images or of image files);
 :func:`prepare` turns it into an :class:`ImageData` whose splits hold uint8 ``N x 3 x H x W`` tensors at the
 trial's image size (decoded once, not per epoch), or a lazy file list when the set is too large for memory.
+Image files are decoded on the trial's CPUs and kept on disk for later trials and studies
+(:mod:`trainables.decoded_cache`, ``data.decoded_cache``).
 """
 from __future__ import annotations
 
 import math
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
@@ -153,16 +154,22 @@ def decode_image(path: Path, size: int) -> torch.Tensor:
     return torch.from_numpy(decode_array(path, size)).permute(2, 0, 1).contiguous()
 
 
-def decode_files(paths: list[Path], size: int, threads: int = 4, what: str = "images") -> torch.Tensor:
-    out = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
+def decode_files(paths: list[Path], size: int, workers: Optional[int] = None, what: str = "images",
+                 cache: bool = True) -> torch.Tensor:
+    """Decode every file to uint8 N x 3 x size x size on ``workers`` CPUs (default: the trial's, as many as
+    torch's threads; ``trainables.decode_pool``), or read them from the decoded cache (``trainables.decoded_cache``;
+    ``cache=False``: not). A file that cannot be decoded is a DataError naming it (the first one, in order)."""
+    got = _decoded(paths, size, what, cache, workers)
+    if got.errors:
+        raise DataError(next(iter(got.errors.values())))
+    return torch.from_numpy(got.images)
 
-    def one(i: int) -> None:
-        out[i] = decode_image(paths[i], size)
-        progress.add()
 
-    with Progress(f"decoding {what}", len(paths), "images") as progress, ThreadPoolExecutor(threads) as pool:
-        list(pool.map(one, range(len(paths))))
-    return out
+def _decoded(paths: list[Path], size: int, what: str, cache: bool, workers: Optional[int] = None):
+    from trainables import decode_pool, decoded_cache
+    workers = workers or min(torch.get_num_threads(), decode_pool.cpus())  # a Ray trial: its resources.cpu
+    with Progress(f"decoding {what}", len(paths), "images") as progress:
+        return decoded_cache.load(paths, size, cache=cache, workers=workers, done=progress.add)
 
 
 def readable(path: Path) -> bool:
@@ -176,23 +183,15 @@ def readable(path: Path) -> bool:
         return False
 
 
-def decode_or_skip(src: FileSource, size: int, what: str = "images") -> tuple[torch.Tensor, torch.Tensor, list[Path]]:
+def decode_or_skip(src: FileSource, size: int, what: str = "images", cache: bool = True
+                   ) -> tuple[torch.Tensor, torch.Tensor, list[Path]]:
     """Decode every file of ``src``; unreadable ones are left out and returned (``data.on_bad_image: skip``)."""
-    out = torch.empty((len(src.paths), 3, size, size), dtype=torch.uint8)
-    ok = torch.zeros(len(src.paths), dtype=torch.bool)
-
-    def one(i: int) -> None:
-        try:
-            out[i] = decode_image(src.paths[i], size)
-            ok[i] = True
-        except DataError:
-            pass
-        progress.add()
-
-    with Progress(f"decoding {what}", len(src.paths), "images") as progress, ThreadPoolExecutor(4) as pool:
-        list(pool.map(one, range(len(src.paths))))
-    bad = [p for p, good in zip(src.paths, ok.tolist()) if not good]
-    return out[ok], src.labels[ok], bad
+    got = _decoded(src.paths, size, what, cache)
+    ok = torch.ones(len(src.paths), dtype=torch.bool)
+    ok[list(got.errors)] = False
+    images = torch.from_numpy(got.images)
+    bad = [src.paths[i] for i in got.errors]
+    return (images[ok] if bad else images), src.labels[ok], bad
 
 
 def _decode_split(src: FileSource, cfg: DataConfig, image_size: int, what: str = "images") -> tuple[Split, list[Path]]:
@@ -200,9 +199,9 @@ def _decode_split(src: FileSource, cfg: DataConfig, image_size: int, what: str =
     lazy = mb > cfg.memory_limit_mb
     if cfg.on_bad_image != "skip":
         return Split(LazyImages(src.paths, src.labels, image_size) if lazy
-                     else decode_files(src.paths, image_size, what=what), src.labels), []
+                     else decode_files(src.paths, image_size, what=what, cache=cfg.decoded_cache), src.labels), []
     if not lazy:
-        images, labels, bad = decode_or_skip(src, image_size, what)
+        images, labels, bad = decode_or_skip(src, image_size, what, cache=cfg.decoded_cache)
         return Split(images, labels), bad
     # lazily decoded sets are checked up front (headers and structure); a file that breaks later still errors
     good = [readable(p) for p in src.paths]

@@ -31,9 +31,11 @@ from trainables.data.base import ImageData, RawData, Split, TensorSource, prepar
 Provider = Callable[[RawData, DataConfig, int], ImageData]
 
 # DataConfig fields that never change the decoded images: augmentation runs per batch, loader processes and
-# the memory limit only decide how (lazily or not) the same pixels are read. Every other field, including any
-# added later, is part of the key: an unknown field costs sharing, never correctness.
-NOT_CONTENT = frozenset({"augment", "num_workers", "share", "download", "memory_limit_mb", "sample_images"})
+# the memory limit only decide how (lazily or not) the same pixels are read, the decoded cache where from.
+# Every other field, including any added later, is part of the key: an unknown field costs sharing, never
+# correctness.
+NOT_CONTENT = frozenset({"augment", "num_workers", "share", "download", "memory_limit_mb", "sample_images",
+                         "decoded_cache"})
 
 _provider: Optional[Provider] = None
 

@@ -44,7 +44,7 @@ def fetch_torchvision_weights(weights) -> dict:
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a plain state dict or a tlsweep checkpoint (its ``model`` entry)."""
+    """Read a plain state dict or a tlsweep checkpoint (its full ``model`` weights)."""
     p = Path(path).expanduser()
     if not p.is_file():  # on a cluster: read where the trial runs, so the path must exist on every node
         raise WeightsError(f"model.weights: file {p} does not exist on {socket.gethostname()} (on a cluster, put "
@@ -58,7 +58,11 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except Exception as e:
         raise WeightsError(f"model.weights: {p} is not a readable checkpoint ({type(e).__name__}: {e})") from None
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
+        from trainables.checkpoint_delta import checkpoint_weights  # a delta checkpoint: over its rebuilt base
+        try:
+            state = checkpoint_weights(state, str(p))
+        except (ValueError, OSError) as e:
+            raise WeightsError(f"model.weights: {e}") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"model.weights: {p} does not hold a state dict of tensors")
     return state
