@@ -27,7 +27,7 @@ from plotly.subplots import make_subplots
 from analysis.aggregate import finished, swept_columns
 from analysis.figures._common import (ARCH, LR, STRATEGY, better, fmt_value, metric_label, ordered_labels,
                                       short, subsample)
-from analysis.figures.asha import asha_data
+from analysis.figures.asha import curves_data
 from analysis.figures.comparison import arch_strategy_cells, arch_strategy_matrix
 from analysis.figures.importance import importance_table, trials_note
 from analysis.figures.params import encode, swept_params
@@ -294,25 +294,21 @@ def _lines(epochs: pd.DataFrame, metric: str, ids: Sequence, labels: dict) -> tu
 
 @interactive("early_stopping", "Early stopping: validation curves of every trial", section="Early stopping")
 def early_stopping(tables, metric: str = "val_acc", mode: str = "max") -> Optional[go.Figure]:
+    data = curves_data(tables, metric)
+    if data is None:
+        return None
     trials, epochs = tables.trials, tables.epochs
-    if trials.empty or epochs.empty or metric not in epochs.columns:
-        return None
-    data = asha_data(trials, epochs, metric)
-    data = data[data["last_value"].notna()]
-    if len(data) < 2:
-        return None
     labels = dict(zip(trials["trial_id"], hover_text(trials, _config_columns(trials))))
-    arch = (trials.drop_duplicates("trial_id").set_index("trial_id")[ARCH].map(fmt_value) if ARCH in trials.columns
-            else pd.Series("all", index=trials["trial_id"]))
     full = data[~data["stopped_early"] & (data["status"] == "TERMINATED")]
     stopped = data[data["stopped_early"]]
     other = data[~data.index.isin(full.index) & ~data["stopped_early"]]
     share = min(1.0, MAX_CURVES / len(data))
-    groups = [("stopped early", stopped, {"color": "#999", "width": 1})]
-    names = ordered_labels(arch.reindex(full["trial_id"]).fillna("all"), None)
+    names = ordered_labels(data["arch"], None)
     palette = {**_colour(names), **_arch_colours(trials)}
-    groups += [(f"{a} (full length)", full[arch.reindex(full["trial_id"]).fillna("all").to_numpy() == a],
-                {"color": palette[a], "width": 1.6}) for a in names]
+    # stopped trials in their architecture's colour too, dashed: which architectures ASHA stopped shows
+    groups = [(f"{a} (stopped early)", stopped[stopped["arch"] == a],
+               {"color": palette[a], "width": 1, "dash": "dash"}) for a in names]
+    groups += [(f"{a} (full length)", full[full["arch"] == a], {"color": palette[a], "width": 1.6}) for a in names]
     groups.append(("running / errored", other, {"color": "#d62728", "width": 1, "dash": "dot"}))
     traces = []
     for name, frame, line in groups:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -65,15 +64,9 @@ class Shipped:
         path = cache_dir() / "shipped" / f"{sha}.pt"
         if not path.is_file():
             import ray
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    out.write(ray.get(ref))
-                os.replace(tmp, path)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+            from trainables.atomic_file import write_atomically
+            data = ray.get(ref)
+            write_atomically(path, lambda out: out.write(data))
         return str(path)
 
 

@@ -7,11 +7,12 @@ orchestrator supplies one that hands the files to Ray Tune.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Optional, Protocol
 
 import torch
+
+from trainables.atomic_file import write_atomically
 
 
 class Checkpoints(Protocol):
@@ -22,17 +23,7 @@ class Checkpoints(Protocol):
 
 def write_atomic(state: dict, path: Path) -> None:
     """torch.save to a temporary file in the same folder, then rename: never a half-written checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(Path(path), lambda f: torch.save(state, f))
 
 
 def read(path: Path) -> dict:

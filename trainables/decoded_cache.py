@@ -41,7 +41,6 @@ import inspect
 import json
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, NamedTuple, Optional
@@ -49,6 +48,7 @@ from typing import Callable, NamedTuple, Optional
 import numpy as np
 
 from trainables import decode_pool, image_files
+from trainables.atomic_file import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -114,16 +114,7 @@ def _message(suffix: str, path: str) -> str:
 def write_entry(path: Path, images: np.ndarray, errors: dict[int, str], meta: dict) -> None:
     """An uncompressed npz written to a temporary file in the same folder, then renamed."""
     blob = json.dumps({"errors": {str(i): m for i, m in errors.items()}, "meta": meta}).encode()
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, images=images, info=np.frombuffer(blob, np.uint8))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, lambda f: np.savez(f, images=images, info=np.frombuffer(blob, np.uint8)), suffix=".npz")
 
 
 def read_entry(path: Path, n: int, size: int) -> Optional[tuple[np.ndarray, dict[int, str]]]:

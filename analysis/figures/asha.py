@@ -62,12 +62,9 @@ def epochs_saved(trials: pd.DataFrame) -> int:
     return int((stopped["max_epochs"] - stopped["epochs_run"]).clip(lower=0).sum())
 
 
-@figure("asha", "Early stopping: validation curves of every trial", section="Early stopping")
-def asha(tables, metric: str = "val_acc", mode: str = "max") -> Optional[Figure]:
-    """Validation curves coloured by architecture: full-length finished trials solid, trials stopped early
-    thin, faded and dashed with an ``x`` at their last epoch (in their architecture's colour), the rest
-    (running, errored) dotted. At most 500 curves are drawn (a random choice); the counts in the title cover
-    every trial."""
+def curves_data(tables, metric: str = "val_acc") -> Optional[pd.DataFrame]:
+    """:func:`asha_data` of the trials that reported ``metric``, with each one's architecture (``arch``: "all"
+    without one); None when fewer than 2 trials did. The static and the interactive early-stopping figures draw it."""
     trials, epochs = tables.trials, tables.epochs
     if trials.empty or epochs.empty or metric not in epochs.columns:
         return None
@@ -78,7 +75,19 @@ def asha(tables, metric: str = "val_acc", mode: str = "max") -> Optional[Figure]
     archs = pd.Series(dtype=object)
     if ARCH in trials.columns:
         archs = trials.drop_duplicates("trial_id").set_index("trial_id")[ARCH].map(fmt_value)
-    data = data.assign(arch=data["trial_id"].map(archs).fillna("all") if len(archs) else "all")
+    return data.assign(arch=data["trial_id"].map(archs).fillna("all") if len(archs) else "all")
+
+
+@figure("asha", "Early stopping: validation curves of every trial", section="Early stopping")
+def asha(tables, metric: str = "val_acc", mode: str = "max") -> Optional[Figure]:
+    """Validation curves coloured by architecture: full-length finished trials solid, trials stopped early
+    thin, faded and dashed with an ``x`` at their last epoch (in their architecture's colour), the rest
+    (running, errored) dotted. At most 500 curves are drawn (a random choice); the counts in the title cover
+    every trial."""
+    data = curves_data(tables, metric)
+    if data is None:
+        return None
+    trials, epochs = tables.trials, tables.epochs
     palette = colors(ordered_labels(data["arch"], None))
     full = data[~data["stopped_early"] & (data["status"] == "TERMINATED")]
     stopped = data[data["stopped_early"]]

@@ -97,6 +97,7 @@ def test_two_gloo_processes_match_one(tiny):
         [{k: v for k, v in r.items() if k not in timing} for r in rows[0]], "every rank reports the same metrics"
 
 
+@pytest.mark.slow  # ~40-60 s: make test-slow (CI runs it)
 def test_two_worker_trials_match_one_process_and_asha_stops_the_weak_one(ray_session, tmp_path):
     # One study, two 2-worker trials run one after the other (2 CPUs): the strong learning rate first, because
     # ASHA compares each trial with those that reached the rung before it.

@@ -42,7 +42,7 @@ def gpu_study(name: str, gpu: float, n: int, epochs: int = 2) -> dict:
                       search={"max_concurrent": None}, resources={"cpu": 1, "gpu": gpu, "max_failures": 2})
 
 
-@pytest.mark.parametrize("gpu, concurrent", [(0.5, 8), (1, 4)])
+@pytest.mark.parametrize("gpu, concurrent", [pytest.param(0.5, 8, marks=pytest.mark.slow), (1, 4)])  # 8: ~55 s
 def test_trials_pack_onto_logical_gpus_across_nodes(cluster, tmp_path, gpu, concurrent):
     c, workers = cluster
     study = study_from_dict(gpu_study(f"pack{concurrent}", gpu, concurrent))

@@ -26,6 +26,7 @@ def logging_ray(_ray_teardown, tmp_path, monkeypatch):
     ray.shutdown()
 
 
+@pytest.mark.slow  # ~40-60 s: make test-slow (CI runs it)
 def test_private_memory_of_a_reused_process_stays_bounded(logging_ray, tmp_path):
     """20 trials one after another in one reused process: private memory after any of trials 4-20 is at most
     ``BOUND_MB`` above what it was after trial 3 (trials 1-2 load torch, Ray Tune and the data set).

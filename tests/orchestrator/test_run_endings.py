@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from analysis.load import load
@@ -135,6 +136,7 @@ def write_study(tmp_path, study: dict):
     return path
 
 
+@pytest.mark.slow  # ~40-60 s: make test-slow (CI runs it)
 def test_a_time_budget_shorter_than_the_work_ends_cleanly(ray_session, tmp_path, capsys):
     # 2 trials of 10,000 epochs each (a fraction of a second per epoch) and a budget of 60 s (trials start 10-40 s
     # into it, longer on a loaded machine): the budget ends the
