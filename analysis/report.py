@@ -445,20 +445,26 @@ def _figure_html(spec, fig) -> str:
             f"<figcaption>{esc(spec.title)} <span class=\"muted\">({esc(spec.name)})</span></figcaption></figure>")
 
 
-def _figures(tables: StudyTables, metric: str, mode: str, log: Callable[[str], None]) -> str:
-    from analysis.figures import FIGURES
+def _sections(specs, to_html: Callable, tables: StudyTables, metric: str, mode: str,
+              log: Callable[[str], None], kind: str = "figure") -> dict[str, list[str]]:
+    """``{section: [html, ...]}`` of the figures in ``specs`` that apply; a figure that fails is a notice."""
     sections: dict[str, list[str]] = {}
-    for spec in FIGURES.values():
+    for spec in specs:
         try:
             fig = spec.fn(tables, metric=metric, mode=mode)
-            if fig is None:
-                continue
-            sections.setdefault(spec.section, []).append(_figure_html(spec, fig))
+            if fig is not None:
+                sections.setdefault(spec.section, []).append(to_html(spec, fig))
         except Exception as e:  # noqa: BLE001 - one broken figure must not cost the whole report
-            log(f"figure {spec.name} failed: {type(e).__name__}: {e}")
+            log(f"{kind} {spec.name} failed: {type(e).__name__}: {e}")
             sections.setdefault(spec.section, []).append(
                 f'<p class="notice">Figure {esc(spec.name)} could not be drawn: {esc(type(e).__name__)}: '
                 f"{esc(e)}</p>")
+    return sections
+
+
+def _figures(tables: StudyTables, metric: str, mode: str, log: Callable[[str], None]) -> str:
+    from analysis.figures import FIGURES
+    sections = _sections(FIGURES.values(), _figure_html, tables, metric, mode, log)
     if not sections:
         return ""
     body = "".join(f"<h3>{esc(section)}</h3>{''.join(parts)}" for section, parts in sections.items())
@@ -479,17 +485,7 @@ def _interactive_html(spec, fig) -> str:
 def _interactive(tables: StudyTables, metric: str, mode: str, log: Callable[[str], None]) -> str:
     """The Plotly figures of :mod:`analysis.interactive`, by section; empty when none applies."""
     from analysis.interactive import INTERACTIVE
-    sections: dict[str, list[str]] = {}
-    for spec in INTERACTIVE.values():
-        try:
-            fig = spec.fn(tables, metric=metric, mode=mode)
-            if fig is not None:
-                sections.setdefault(spec.section, []).append(_interactive_html(spec, fig))
-        except Exception as e:  # noqa: BLE001 - one broken figure must not cost the whole report
-            log(f"interactive figure {spec.name} failed: {type(e).__name__}: {e}")
-            sections.setdefault(spec.section, []).append(
-                f'<p class="notice">Figure {esc(spec.name)} could not be drawn: {esc(type(e).__name__)}: '
-                f"{esc(e)}</p>")
+    sections = _sections(INTERACTIVE.values(), _interactive_html, tables, metric, mode, log, "interactive figure")
     if not sections:
         return ""
     return ('<noscript><p class="notice">The interactive figures need JavaScript; the static figures at the end '

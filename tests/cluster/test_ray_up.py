@@ -32,6 +32,7 @@ import pytest
 import yaml
 
 from analysis.load import load
+from orchestrator.stopping import end_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -180,13 +181,8 @@ class Machine:
         procs = self.processes()   # after a failure: whatever Ray of this user is still running
         if procs:
             left.append(f"{len(procs)} processes of {self.user}: {sorted({p.info['name'] for p in procs})}")
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            for p in procs:
-                try:
-                    p.send_signal(sig)
-                except psutil.NoSuchProcess:
-                    pass
-            _, procs = psutil.wait_procs(procs, timeout=30)
+        end_processes([[p.pid, round(p.create_time(), 2)] for p in procs], grace_s=30)  # SIGTERM, then SIGKILL
+        psutil.wait_procs(procs, timeout=30)
         done = subprocess.run(["userdel", "--remove", self.user], capture_output=True, text=True)
         if done.returncode not in (0, 12):   # 12: the mail spool it never had
             left.append(f"userdel: {done.stderr.strip()}")
