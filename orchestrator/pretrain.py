@@ -1,12 +1,15 @@
 """Source-task pretraining: train each architecture once on a source data set, cache it by content hash.
 
 The cache key is a hash of everything that decides the weights (architecture, its builder options, the source
-data spec, image size, epochs, training options, seed), so every trial and every later study with the same
-spec reuses the file. The cache is the driver's: trials, which may run on other nodes, get the checkpoints through
+data spec, image size, epochs, training options, seed) and of the code that trains them (:func:`code_fingerprint`:
+the training code's source and the torch, torchvision and timm versions), so every trial and every later study
+with the same spec reuses the file, and weights trained by an earlier version of the code are never taken for
+today's (a stale cache entry would make the same study give a different answer on a machine with a fresh cache). The cache is the driver's: trials, which may run on other nodes, get the checkpoints through
 the study folder and Ray's object store (orchestrator.weights_share).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -43,8 +46,32 @@ def pretrain_config(study: Study, arch: str) -> dict:
             "seed": study.trial.get("seed", 0)}
 
 
+CODE = ("trainables", "search_spaces")  # the packages whose source decides the pretrained weights
+LIBRARIES = ("torch", "torchvision", "timm", "transformers")
+
+
+@functools.lru_cache(maxsize=4)
+def code_fingerprint(root: Path = Path(__file__).resolve().parent.parent) -> str:
+    """A hash of the source of the training code (:data:`CODE` and this module, under ``root``: the project) and
+    the libraries' versions."""
+    from importlib.metadata import PackageNotFoundError, version
+    digest = hashlib.sha256()
+    files = sorted(p for package in CODE for p in (root / package).rglob("*.py"))
+    files += [p for p in [root / "orchestrator" / "pretrain.py"] if p.is_file()]
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    for name in LIBRARIES:
+        try:
+            digest.update(f"{name}=={version(name)}\0".encode())
+        except PackageNotFoundError:
+            digest.update(f"{name} absent\0".encode())
+    return digest.hexdigest()[:16]
+
+
 def spec_hash(cfg: dict) -> str:
-    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """The cache key of a pretraining spec under today's code."""
+    text = json.dumps(cfg, sort_keys=True, default=str) + code_fingerprint()
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def pretrain_all(study: Study, log=print) -> dict[str, str]:
