@@ -98,8 +98,9 @@ def write_model(tm: TrialModel, fmt: str, path: Path) -> None:
             warnings.simplefilter("ignore", FutureWarning)  # torch 2.x calls TorchScript deprecated; it still loads
             traced = torch.jit.trace(model, example_input(tm), check_trace=False)
         traced.save(str(path))
-    else:  # onnx
-        with torch.no_grad():
+    else:  # onnx: the TorchScript-based exporter (the torch.export-based one needs onnxscript too)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(model, (example_input(tm),), str(path), input_names=["input"],
                               output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
                               dynamo=False)

@@ -69,8 +69,9 @@ def test_study_export_has_the_trials_metrics(small_study, tmp_path, capsys):
     assert (small_study / "export" / f"{tm.trial_id}-best.safetensors.json").is_file()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("onnx") is not None, reason="onnx is installed")
-def test_onnx_without_the_package_is_one_line_exit_2(quadrant_model, capsys):
+def test_onnx_without_the_package_is_one_line_exit_2(quadrant_model, capsys, monkeypatch):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else find_spec(name, *a))
     assert main(["export", str(quadrant_model.checkpoint), "--format", "onnx"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'onnx'" in err[0] and "pip install onnx" in err[0]
