@@ -224,14 +224,36 @@ def score_all(features, labels, source_logits=None, names: Optional[list[str]] =
 
 
 # ---- the study's table, and how well the scores predicted the sweep -------------------------------------------
-def read_scores(location) -> pd.DataFrame:
-    """The study's ``transferability`` table (``tlsweep rank``, ``search.preselect``); empty when it has none."""
+STAGE_COLUMNS = ("freeze_depth", "stage", "stage_module")  # only the rows of ``tlsweep rank --stages`` have them
+
+
+def _read_all(location) -> pd.DataFrame:
     import pandas as pd
     from analysis.load import StudyNotFound, read_table
     try:
         return read_table(location, TABLE)
     except StudyNotFound:
         return pd.DataFrame()
+
+
+def read_scores(location) -> pd.DataFrame:
+    """The study's ``transferability`` table (``tlsweep rank``, ``search.preselect``): the final-layer rows, one
+    per architecture; empty when it has none."""
+    table = _read_all(location)
+    if "freeze_depth" not in table.columns:
+        return table
+    final = table[table["freeze_depth"].isna()]
+    return final.drop(columns=[c for c in STAGE_COLUMNS if c in final.columns]).reset_index(drop=True)
+
+
+def read_stage_scores(location) -> pd.DataFrame:
+    """The per-stage rows of ``tlsweep rank --stages`` (``arch``, ``freeze_depth``, ``stage``, scores); empty
+    when there are none."""
+    table = _read_all(location)
+    if "freeze_depth" not in table.columns:
+        return table.iloc[0:0]
+    stages = table[table["freeze_depth"].notna()].dropna(axis=1, how="all").reset_index(drop=True)
+    return stages.astype({"stage": int, "n_images": int, "n_features": int})
 
 
 def _kendall_fallback(x: np.ndarray, y: np.ndarray, weighted: bool) -> float:
@@ -314,4 +336,5 @@ def preselect_lines(location) -> list[str]:
 
 
 __all__ = ["SCORES", "TABLE", "best_per_arch", "evidence", "hscore", "hscore_shrunk", "kendall", "knn", "leep",
-           "linear_probe", "logme", "needs_source", "preselect_lines", "read_scores", "score_all", "score_vs_sweep"]
+           "linear_probe", "logme", "needs_source", "preselect_lines", "read_scores", "read_stage_scores",
+           "score_all", "score_vs_sweep"]

@@ -19,7 +19,14 @@ sweep's best and its share of the full sweep's epochs. Goal: ranking under a min
 tau >= 0.6 and above the k-NN baseline's; the preselected best within 1 point of the full best at <= 40% of its
 epochs.
 
+``--stages``: also the scores of every stage boundary's pooled output (``orchestrator.rank.stage_rows``, as
+``tlsweep rank --stages``), and per architecture whether the ``freeze_depth`` a score prefers names the sweep's best
+strategy for it: the preferred depth's nearest of linear_probe (depth 1.0, everything frozen), partial (the study's
+freeze_depth 0.5) and full (depth 0); per-stage rows start at the first stage, so full is predicted only below 0.25.
+Baselines: always linear_probe, and the most common best strategy of the episode (known only after the sweep).
+
 Run: .venv/bin/python bench/transferability.py [--episodes 3] [--epochs 8] [--pretrain-epochs 3] [--threads 1]
+     [--stages]
 """
 from __future__ import annotations
 
@@ -34,6 +41,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 ARCHS = ["scratch_cnn", "test_resnet", "test_byobnet", "test_efficientnet", "test_convnext", "test_vit"]
 STRATEGIES = ["linear_probe", "partial", "full"]
+DEPTH_OF = {"linear_probe": 1.0, "partial": 0.5, "full": 0.0}  # the freeze_depth each strategy amounts to
 LRS = [1e-3, 3e-3]
 
 
@@ -56,10 +64,12 @@ def rank(study, pretrained, rank_rows) -> tuple[list[dict], float]:
     return rows, time.perf_counter() - start
 
 
-def sweep(study, pretrained, trial_for, train) -> tuple[dict, dict, float]:
-    """The full grid, every trial standalone: best val_acc and epochs per architecture, and the seconds."""
+def sweep(study, pretrained, trial_for, train) -> tuple[dict, dict, float, dict]:
+    """The full grid, every trial standalone: best val_acc and epochs per architecture, the seconds, and the best
+    val_acc per (architecture, strategy)."""
     start = time.perf_counter()
     best: dict[str, float] = {}
+    per_strategy: dict[tuple[str, str], float] = {}
     epochs: dict[str, int] = {}
     for arch in ARCHS:
         for strategy in STRATEGIES:
@@ -69,9 +79,37 @@ def sweep(study, pretrained, trial_for, train) -> tuple[dict, dict, float]:
                 trial["training"]["lr"] = lr
                 reports: list[dict] = []
                 train(trial, reports.append)
-                best[arch] = max(best.get(arch, 0.0), max(r["val_acc"] for r in reports))
+                acc = max(r["val_acc"] for r in reports)
+                best[arch] = max(best.get(arch, 0.0), acc)
+                per_strategy[arch, strategy] = max(per_strategy.get((arch, strategy), 0.0), acc)
                 epochs[arch] = epochs.get(arch, 0) + len(reports)
-    return best, epochs, time.perf_counter() - start
+    return best, epochs, time.perf_counter() - start, per_strategy
+
+
+def nearest_strategy(depth: float) -> str:
+    return min(STRATEGIES, key=lambda s: (abs(DEPTH_OF[s] - depth), -DEPTH_OF[s]))
+
+
+def stage_hint(study, pretrained, per_strategy: dict, summary: dict) -> None:
+    """Per architecture: the depth each score prefers, its strategy, and the sweep's best strategy; tallied."""
+    from orchestrator.rank import depth_hint, stage_rows
+    start = time.perf_counter()
+    rows = stage_rows(study, pretrained, ARCHS, log=lambda line: None)
+    hints = {h["arch"]: h for h in depth_hint(rows)}
+    print(f"stage scores: {len(rows)} depths of {len(ARCHS)} architectures in {time.perf_counter() - start:.1f}s")
+    best = {a: max(STRATEGIES, key=lambda s: per_strategy[a, s]) for a in ARCHS}
+    common = max(STRATEGIES, key=lambda s: sum(b == s for b in best.values()))
+    names = [n for n in hints[ARCHS[0]] if n != "arch"]
+    print("arch               best strategy (val_acc lp/partial/full)   " + "  ".join(f"{n}" for n in names))
+    for a in ARCHS:
+        accs = "/".join(f"{per_strategy[a, s]:.3f}" for s in STRATEGIES)
+        cells = "  ".join(f"{hints[a][n]:.2f}={nearest_strategy(hints[a][n])[:7]}" for n in names)
+        print(f"{a:<18} {best[a]:<13} ({accs})   {cells}")
+    for n in names:
+        summary.setdefault(n, []).extend(nearest_strategy(hints[a][n]) == best[a] for a in ARCHS)
+    summary.setdefault("always linear_probe", []).extend(b == "linear_probe" for b in best.values())
+    summary.setdefault("most common best (oracle)", []).extend(b == common for b in best.values())
+    summary.setdefault("best strategies", []).extend(best.values())
 
 
 def main() -> int:
@@ -81,6 +119,8 @@ def main() -> int:
     p.add_argument("--per-class", type=int, default=10, help="labelled target images per class")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--episodes", type=int, default=3, help="draws of the labelled target images (data.split_seed)")
+    p.add_argument("--stages", action="store_true",
+                   help="also: does the freeze_depth each score prefers on the stage outputs name the best strategy")
     args = p.parse_args()
     cache = tempfile.mkdtemp(prefix="tlsweep-bench-transfer-")
     os.environ["TLSWEEP_CACHE"] = cache                                  # pretraining checkpoints
@@ -98,6 +138,7 @@ def main() -> int:
     pretrained = pretrain_all(study, log=lambda line: None)
     print(f"pretraining {len(ARCHS)} architectures on digits 0-4: {time.perf_counter() - start:.1f}s")
     summary: dict[str, list] = {}
+    hint_summary: dict[str, list] = {}
     for episode in range(args.episodes):
         study = study_from_dict(study_dict(args, episode))  # another draw of the labelled target images
         print(f"== episode {episode} (data.split_seed {episode}) ==")
@@ -107,7 +148,7 @@ def main() -> int:
         print(f"time to rank {len(ARCHS)} architectures: {rank_s:.1f}s (features "
               f"{sum(r['feature_seconds'] for r in rows):.1f}s, scores "
               f"{sum(r[f'{n}_seconds'] for r in rows for n in names):.2f}s)")
-        best, epochs, sweep_s = sweep(study, pretrained, trial_for, train)
+        best, epochs, sweep_s, per_strategy = sweep(study, pretrained, trial_for, train)
         total_epochs = sum(epochs.values())
         full_best = max(best.values())
         print(f"full sweep: {len(ARCHS) * len(STRATEGIES) * len(LRS)} trials, {total_epochs} epochs, "
@@ -126,6 +167,8 @@ def main() -> int:
                 cells.append(f"{kept_best:.4f} ({gaps[-1][0]:.1f} pt, {share:.0%}) {'/'.join(order[:k])}")
             summary.setdefault(name, []).append((tau, wtau, *gaps))
             print(f"{name:<14} {tau:+.3f}  {wtau:+.3f}    " + "   ".join(cells), flush=True)
+        if args.stages:
+            stage_hint(study, pretrained, per_strategy, hint_summary)
     print(f"== over {args.episodes} episodes: mean tau, mean weighted tau; top 2 / top 3: episodes within 1 point "
           f"(mean gap) ==")
     for name, per in summary.items():
@@ -135,6 +178,12 @@ def main() -> int:
         print(f"{name:<14} tau {sum(taus) / len(taus):+.3f} ({', '.join(f'{t:+.2f}' for t in taus)})  weighted "
               f"{sum(wtaus) / len(wtaus):+.3f} ({', '.join(f'{t:+.2f}' for t in wtaus)})  top2 {within[0]}/{len(per)} "
               f"({mean_gap[0]:.1f} pt)  top3 {within[1]}/{len(per)} ({mean_gap[1]:.1f} pt)")
+    if args.stages:
+        bests = hint_summary.pop("best strategies")
+        print(f"== freeze-depth hint over {args.episodes} episodes x {len(ARCHS)} architectures: preferred depth "
+              f"names the best strategy (best: " + ", ".join(f"{s} {bests.count(s)}" for s in STRATEGIES) + ") ==")
+        for name, hits in hint_summary.items():
+            print(f"{name:<26} {sum(hits)}/{len(hits)}")
     return 0
 
 

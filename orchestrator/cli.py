@@ -369,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     rk.add_argument("--storage", help="results folder or URI (default: the study's storage)")
     rk.add_argument("--score", help="the score to rank by (default: search.preselect.score, else logme; "
                                     "tlsweep list scores)")
+    rk.add_argument("--stages", action="store_true",
+                    help="also score the pooled output of every stage freeze_depth can select, and print the "
+                         "freeze_depth each score prefers per architecture (a freeze-depth hint)")
     rk.set_defaults(func=cmd_rank)
 
     ls = sub.add_parser("list", help="the names a study can hold: models, datasets, studies, strategies, "

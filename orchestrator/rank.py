@@ -11,6 +11,12 @@ per architecture goes to the ``transferability`` table (``results/transferabilit
 ``tlsweep rank`` writes into the study folder: after ``tlsweep run`` it sits next to the sweep's tables (the report
 then draws score vs fine-tuned result); before it, ``tlsweep run`` finds the folder taken (``--overwrite``), so
 rank before a sweep with ``search.preselect``, which writes the same table inside ``tlsweep run``.
+
+``tlsweep rank --stages`` also scores the pooled outputs of every backbone stage boundary ``model.freeze_depth``
+can select (:mod:`trainables.stage_features`; LEEP needs the head's input, so not there): one row per architecture
+and depth, with ``freeze_depth`` and ``stage``, in the same table as a separate part
+(``results/transferability/stages.parquet``; :func:`analysis.transferability.read_stage_scores`, while
+``read_scores`` keeps the final-layer rows), and a "freeze-depth hint": the depth each score prefers per arch.
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ from analysis.transferability import SCORES, TABLE, score_all
 from search_spaces import Study
 
 PART = "rank"
+STAGES_PART = "stages"
 
 
 def trial_for(study: Study, arch: str, pretrained: dict) -> dict:
@@ -70,12 +77,68 @@ def rank_rows(study: Study, pretrained: dict, archs: list[str], log: Callable[[s
     return rows
 
 
-def write_table(folder, rows: list[dict]) -> str:
+def stage_rows(study: Study, pretrained: dict, archs: list[str], log: Callable[[str], None] = print) -> list[dict]:
+    """One row per architecture with weights and stage depth: ``freeze_depth``, ``stage``, the scores on the pooled
+    stage output (no LEEP) and the seconds each took."""
+    from trainables.stage_features import stage_features
+    rows = []
+    for arch in archs:
+        trial = trial_for(study, arch, pretrained)
+        if not has_weights(trial):
+            continue
+        for sf in stage_features(trial, log=log):
+            row = {"study": study.name, "arch": arch, "weights": str(trial["model"]["weights"]),
+                   "freeze_depth": sf.freeze_depth, "stage": sf.stage, "stage_module": sf.module,
+                   "n_images": len(sf.labels), "n_features": int(sf.features.shape[1])}
+            for name, (value, seconds) in score_all(sf.features, sf.labels).items():
+                row[name], row[f"{name}_seconds"] = value, seconds
+            rows.append(row)
+    return rows
+
+
+def depth_hint(rows: list[dict]) -> list[dict]:
+    """Per architecture, the ``freeze_depth`` each score is highest at (ties: the deeper freeze, cheaper)."""
+    hints = []
+    for arch in dict.fromkeys(r["arch"] for r in rows):
+        mine = [r for r in rows if r["arch"] == arch]
+        hint = {"arch": arch}
+        for name in SCORES.names():
+            valued = [r for r in mine if _valued(r, name)]
+            if valued:
+                hint[name] = max(valued, key=lambda r: (r[name], r["freeze_depth"]))["freeze_depth"]
+        hints.append(hint)
+    return hints
+
+
+def format_stages(rows: list[dict]) -> str:
+    """The per-stage scores, then the "freeze-depth hint" table."""
+    import pandas as pd
+    frame = pd.DataFrame(rows)
+    names = [n for n in SCORES.names() if n in frame.columns]
+    table = frame[["arch", "freeze_depth", "stage", "stage_module", "n_features"] + names]
+    fmt = lambda v: f"{v:.4g}"  # noqa: E731
+    hint = pd.DataFrame(depth_hint(rows))
+    return (table.to_string(index=False, float_format=fmt, na_rep="-") +
+            "\nfreeze-depth hint (the freeze_depth each score prefers):\n" +
+            hint.to_string(index=False, float_format=lambda v: f"{v:.3g}", na_rep="-"))
+
+
+def drop_part(folder, part: str) -> None:
+    """Remove one part of the study's ``transferability`` table, if there is one."""
+    import pyarrow.fs as pafs
+    from orchestrator.storage import StudyStore
+    store = StudyStore(folder)
+    path = store.join("results", TABLE, f"{part}.parquet")
+    if store.fs.get_file_info(path).type == pafs.FileType.File:
+        store.fs.delete_file(path)
+
+
+def write_table(folder, rows: list[dict], part: str = PART) -> str:
     """Write the rows as the study's ``transferability`` table (one part, replaced by a later ranking)."""
     from orchestrator.sink import write_part
     from orchestrator.storage import StudyStore
     store = StudyStore(folder)
-    path = store.join("results", TABLE, f"{PART}.parquet")
+    path = store.join("results", TABLE, f"{part}.parquet")
     write_part(path, rows, store.fs)
     return path
 
@@ -97,15 +160,26 @@ def format_ranking(rows: list[dict], score: str = "logme") -> str:
 
 
 def rank_study(study: Study, storage: Optional[str] = None, log: Callable[[str], None] = print,
-               pretrained: Optional[dict] = None) -> tuple[list[dict], str]:
-    """Pretrain where the study says so (cached), score every architecture, write the table; (rows, its path)."""
+               pretrained: Optional[dict] = None, stages: bool = False) -> tuple[list[dict], str]:
+    """Pretrain where the study says so (cached), score every architecture, write the table; (rows, its path).
+    ``stages``: the per-stage rows too (:func:`stage_rows`), written as their own part and logged as tables."""
     from orchestrator.pretrain import architectures, pretrain_all
     from orchestrator.storage import study_location
     pretrained = pretrain_all(study, log=log) if pretrained is None else pretrained
     start = time.perf_counter()
     rows = rank_rows(study, pretrained, architectures(study), log)
     log(f"ranked {sum(r['scored'] for r in rows)} architectures in {time.perf_counter() - start:.1f}s")
-    return rows, write_table(study_location(storage or study.storage, study.name), rows)
+    folder = study_location(storage or study.storage, study.name)
+    if stages:
+        start = time.perf_counter()
+        per_stage = stage_rows(study, pretrained, architectures(study), log)
+        log(f"scored {len(per_stage)} stage depths in {time.perf_counter() - start:.1f}s")
+        if per_stage:
+            write_table(folder, per_stage, STAGES_PART)
+            log(format_stages(per_stage))
+    else:
+        drop_part(folder, STAGES_PART)  # an earlier ranking's stage rows would not match this one's
+    return rows, write_table(folder, rows)
 
 
 def _valued(row: dict, score: str) -> bool:
@@ -157,7 +231,8 @@ def cmd_rank(args) -> int:
         from trainables.errors import ConfigError, suggest
         hint = suggest(score, SCORES.names()) or f" (scores: {', '.join(SCORES.names())})"
         raise ConfigError(f"--score: unknown score {score!r}{hint}")
-    rows, path = rank_study(study, storage=args.storage, log=lambda line: print(line, flush=True))
+    rows, path = rank_study(study, storage=args.storage, log=lambda line: print(line, flush=True),
+                            stages=getattr(args, "stages", False))
     print(format_ranking(rows, score))
     print(f"transferability table: {path}")
     return 0

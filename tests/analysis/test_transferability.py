@@ -144,3 +144,19 @@ def test_preselect_lines_say_what_was_left_out_and_why(tmp_path):
         "  left out a: logme -1, logme rank 4 of 4",
         "  left out b: logme -0.8, logme rank 3 of 4"]
     assert T.score_vs_sweep(pd.DataFrame(), load(tmp_path).trials).empty
+
+
+def test_stage_rows_of_rank_stages_stay_out_of_the_final_layer_views(tmp_path):
+    fake_study(tmp_path)
+    stages = [{"arch": arch, "freeze_depth": (k + 1) / 2, "stage": k + 1, "stage_module": f"layer{k + 1}",
+               "n_images": 50, "n_features": 8, "logme": 5.0 - i, "knn": 0.9 - 0.1 * i}  # the reverse order
+              for i, arch in enumerate(["a", "b", "c", "d"]) for k in range(2)]
+    pq.write_table(pa.Table.from_pylist(stages), tmp_path / "results" / "transferability" / "stages.parquet")
+    final = T.read_scores(tmp_path)
+    assert list(final["arch"]) == ["a", "b", "c", "d"] and not set(T.STAGE_COLUMNS) & set(final.columns)
+    taus = T.score_vs_sweep(final, load(tmp_path).trials).set_index("score")
+    assert taus.loc["logme", "tau"] == pytest.approx(1.0)
+    assert FIGURES["transferability"].fn(load(tmp_path)).axes[0].get_title() == "logme: tau 1.00, weighted 1.00"
+    per_stage = T.read_stage_scores(tmp_path)
+    assert len(per_stage) == 8 and list(per_stage["stage"]) == [1, 2] * 4 and "kept" not in per_stage.columns
+    assert T.read_stage_scores(tmp_path / "nowhere").empty

@@ -75,3 +75,50 @@ def test_preselect_sweeps_only_the_kept_architectures(ray_session, tmp_path):
     assert any(line.startswith(f"preselect: sweeping scratch_cnn, {winner}; left out {loser}") for line in lines)
     page, _ = render(folder)
     assert 'id="preselect"' in page and f"left out {loser}" in page
+
+
+def test_rank_stages_scores_every_selectable_freeze_depth_and_prints_the_hint(tmp_path, capsys):
+    import math
+
+    import yaml
+
+    from analysis.transferability import read_stage_scores
+    from trainables.config import ModelConfig
+    from trainables.freezing import frozen_stages, stage_sizes
+    from trainables.models import build_model
+    from trainables.stage_features import depths
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(transfer_study("staged", tmp_path / "results")))
+    assert main(["rank", str(path), "--stages"]) == 0
+    out = capsys.readouterr().out
+    folder = tmp_path / "results" / "staged"
+    stages = read_stage_scores(folder)
+    assert set(stages["arch"]) == {"baseline_cnn", "test_resnet"}  # scratch_cnn has no weights
+    final = read_scores(folder).set_index("arch")
+    assert list(final.index) == ARCHS and "freeze_depth" not in final.columns  # the final-layer rows only
+    for arch, rows in stages.groupby("arch"):
+        bundle = build_model(ModelConfig(arch=arch, conv_layers=2, first_layer_filters=8, dense_units=32), 5, 16)
+        n = len(bundle.stages)
+        assert sorted(rows["stage"]) == list(range(1, n + 1))  # one row per depth that freezes 1..n stages
+        by_params = depths(stage_sizes(bundle), "params")  # the same depths under freeze_unit: params
+        assert [frozen_stages(bundle, ModelConfig(freeze_depth=d, freeze_unit="params")) for d in by_params] == \
+            list(range(1, n + 1))
+        params = dict(bundle.model.named_parameters())
+        for row in rows.itertuples():
+            assert frozen_stages(bundle, ModelConfig(freeze_depth=row.freeze_depth)) == row.stage
+            assert row.n_images == 50
+            if arch == "test_resnet":  # each stage ends in a BatchNorm: its width is the pooled output's
+                assert row.n_features == params[bundle.stages[row.stage - 1][-1]].numel()
+            for name in ("logme", "hscore", "hscore_shrunk", "knn", "linear_probe"):
+                assert math.isfinite(getattr(row, name))
+            assert "leep" not in rows.columns or rows["leep"].isna().all()
+        deepest = rows.set_index("stage").loc[n]
+        if arch == "test_resnet":  # freezing everything: the last stage pooled is the head's input
+            assert deepest["freeze_depth"] == 1.0 and deepest["n_features"] == final.loc[arch, "n_features"]
+    hint = out[out.index("freeze-depth hint"):].splitlines()
+    assert "logme" in hint[1] and "leep" not in hint[1]
+    assert [line.split()[0] for line in hint[2:4]] == ["baseline_cnn", "test_resnet"]
+    best = stages.loc[stages.groupby("arch")["logme"].idxmax()].set_index("arch")["freeze_depth"]
+    assert float(hint[3].split()[hint[1].split().index("logme")]) == pytest.approx(best["test_resnet"], abs=1e-3)
+    assert main(["rank", str(path)]) == 0  # a ranking without --stages leaves no stage rows of an earlier one
+    assert read_stage_scores(folder).empty and list(read_scores(folder)["arch"]) == ARCHS
