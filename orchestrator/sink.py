@@ -251,8 +251,17 @@ class ParquetSink(Callback):
         snapshot file per table, so a finished study reads in a second (see analysis.load.compact)."""
         from analysis.load import compact
         self._end_held(trials, "INTERRUPTED")
+        self._end_unseen(trials)
         if any(list_parts(f"{self.root}/{t}", self.fs) for t in TABLES):
             compact(self.root, filesystem=self.fs)
+
+    def _end_unseen(self, trials: list) -> None:
+        """Errored trials the tables never heard of get their row: Ray fails a trial whose reused process could not
+        be reset without calling ``on_trial_start`` or ``on_trial_error``, and a study must not lose a trial."""
+        for trial in trials:
+            if trial.status == "ERROR" and trial.trial_id not in self.trials and not self._previous(trial.trial_id):
+                self._write_trial(trial, "ERROR", error=error_message(trial), failures=+1)
+                self._forget(trial.trial_id)
 
     def _end_held(self, trials: list, stopped: str) -> None:
         """Rows still RUNNING of trials Ray has ended: ``stopped`` for those it stopped, ERROR for errored ones."""

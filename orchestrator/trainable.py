@@ -9,6 +9,7 @@ trial that wrote it: a trial restarted from another trial's checkpoint (a PBT ex
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -84,10 +85,19 @@ def with_objective(trial: dict, task: str, objective: Optional[tuple[str, str]])
     return trial
 
 
+# With reuse_actors, Ray hands this process the next trial only once the last one's thread has ended, and waits
+# TUNE_FUNCTION_THREAD_TIMEOUT_S (default 2 s) for it; past that it fails the *next* trial ("Trainable runner reuse
+# requires reset_config() ...") without a retry. Ending a trial (releasing its memory, its data workers) took longer
+# than 2 s on a loaded 2-core machine and lost a quickstart trial, so the process waits longer. Read by Ray in
+# this process at each reset, so setting it here holds on every node.
+THREAD_TIMEOUT_S = "120"
+
+
 def run_trial(config: dict, *, base: dict, task: str, pretrained: Optional[Shipped | dict] = None,
               cpus_per_trial: float = 1.0, resources: Optional[ResourceSpec] = None,
               objective: Optional[tuple[str, str]] = None) -> None:
     """Tune entry point (wrapped with ``tune.with_parameters`` and ``tune.with_resources``)."""
+    os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", THREAD_TIMEOUT_S)
     with trial_memory.around(TuneCheckpoints.trial_id()):  # a reused process hands back what the trial freed
         _run_trial(config, base=base, task=task, pretrained=pretrained, cpus_per_trial=cpus_per_trial,
                    resources=resources, objective=objective)

@@ -83,6 +83,28 @@ def test_trials_running_when_the_study_ends_are_finalised_and_summarised(tmp_pat
     assert failure(tmp_path) is None
 
 
+def test_an_errored_trial_the_tables_never_heard_of_gets_its_row(tmp_path):
+    """Ray fails a trial whose reused process could not be reset without on_trial_start or on_trial_error."""
+    sink = make_sink(tmp_path)
+    done, lost, earlier = FakeTrial("a", 0.01), FakeTrial("b", 0.003), FakeTrial("c", 0.001)
+    for t in (done, earlier):
+        sink.on_trial_start(0, [], t)
+        report(sink, t, 1, 0.5)
+    done.status = "TERMINATED"
+    sink.on_trial_complete(0, [], done)
+    earlier.status = "ERROR"
+    sink.on_trial_error(0, [], earlier)    # errored and recorded as such: not written twice
+    lost.status = "ERROR"
+    lost.get_error = lambda: RuntimeError("Trainable runner reuse requires reset_config() to be implemented")
+    sink.on_experiment_end([done, lost, earlier])
+    trials = load(tmp_path).trials.set_index("trial_id").sort_index()
+    assert trials["status"].tolist() == ["TERMINATED", "ERROR", "ERROR"]
+    assert trials.loc["b", "epochs_run"] == 0 and "reset_config" in trials.loc["b", "error"]
+    assert trials.loc["c", "epochs_run"] == 1 and trials.loc["c", "failures"] == 1
+    text = summary(tmp_path)
+    assert "trials: 3 (1 finished, " in text and ", 2 errored)" in text
+
+
 def test_no_test_column_without_a_test_split_and_no_key_error_without_results(tmp_path):
     sink = make_sink(tmp_path / "s1", time_budget_s=10)
     trial = FakeTrial("a", 0.01)
