@@ -123,23 +123,26 @@ def format_stages(rows: list[dict]) -> str:
             hint.to_string(index=False, float_format=lambda v: f"{v:.3g}", na_rep="-"))
 
 
+def _part(folder, part: str):
+    """(file system, path) of one part of the study's ``transferability`` table."""
+    from orchestrator.storage import StudyStore
+    store = StudyStore(folder)
+    return store.fs, store.join("results", TABLE, f"{part}.parquet")
+
+
 def drop_part(folder, part: str) -> None:
     """Remove one part of the study's ``transferability`` table, if there is one."""
     import pyarrow.fs as pafs
-    from orchestrator.storage import StudyStore
-    store = StudyStore(folder)
-    path = store.join("results", TABLE, f"{part}.parquet")
-    if store.fs.get_file_info(path).type == pafs.FileType.File:
-        store.fs.delete_file(path)
+    fs, path = _part(folder, part)
+    if fs.get_file_info(path).type == pafs.FileType.File:
+        fs.delete_file(path)
 
 
 def write_table(folder, rows: list[dict], part: str = PART) -> str:
     """Write the rows as the study's ``transferability`` table (one part, replaced by a later ranking)."""
     from orchestrator.sink import write_part
-    from orchestrator.storage import StudyStore
-    store = StudyStore(folder)
-    path = store.join("results", TABLE, f"{part}.parquet")
-    write_part(path, rows, store.fs)
+    fs, path = _part(folder, part)
+    write_part(path, rows, fs)
     return path
 
 
