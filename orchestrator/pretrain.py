@@ -2,9 +2,9 @@
 
 The cache key is a hash of everything that decides the weights (architecture, its builder options, the source
 data spec, image size, epochs, training options, seed) and of the code that trains them (:func:`code_fingerprint`:
-the training code's source and the torch, torchvision and timm versions), so every trial and every later study
-with the same spec reuses the file, and weights trained by an earlier version of the code are never taken for
-today's (a stale cache entry would make the same study give a different answer on a machine with a fresh cache). The cache is the driver's: trials, which may run on other nodes, get the checkpoints through
+the training code's source and the torch, torchvision, timm and transformers versions), so every trial and every
+later study with the same spec reuses the file, and weights trained by other code are never taken for today's.
+The cache is the driver's: trials, which may run on other nodes, get the checkpoints through
 the study folder and Ray's object store (orchestrator.weights_share).
 """
 from __future__ import annotations
